@@ -1,0 +1,1 @@
+"""Catalog: listings, variants, prices, inventory and images of each tenant."""

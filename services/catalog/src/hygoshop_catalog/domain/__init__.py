@@ -1,0 +1,1 @@
+"""Catalog domain: listings and their rules; no gRPC, no SQL."""

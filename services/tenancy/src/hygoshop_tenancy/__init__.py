@@ -1,0 +1,1 @@
+"""Tenancy: tenants, tiers, API keys, and the gateway's auth check."""

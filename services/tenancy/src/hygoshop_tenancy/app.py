@@ -1,0 +1,42 @@
+"""Composition root of tenancy: build(settings) -> a ready-to-start server."""
+
+from __future__ import annotations
+
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from hygoshop.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
+from hygoshop_platform.cache import cache_from_url
+from hygoshop_platform.db import assert_safe_role, create_engine
+from hygoshop_platform.server import ServiceServer, create_server
+
+from hygoshop_tenancy.api import TenantApi
+from hygoshop_tenancy.authz import Authenticator, AuthCache, AuthorizationService
+from hygoshop_tenancy.config import SCHEMA, TenancySettings
+from hygoshop_tenancy.store import TenancyStore
+
+TENANT_SERVICE = tenancy_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name
+AUTHZ_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+
+
+async def build(settings: TenancySettings) -> ServiceServer:
+    base = settings.base
+    engine = create_engine(
+        base.require_database_url(), pool_size=base.db_pool_size, application_name="tenancy"
+    )
+    await assert_safe_role(engine, SCHEMA.schema)
+    store = TenancyStore(engine)
+    kv = cache_from_url(settings.redis_url, namespace="hygoshop:tenancy:auth")
+    auth_cache = AuthCache(kv, settings.auth_cache_ttl_seconds)
+    authenticator = Authenticator(store, auth_cache, settings.platform_admin_api_key)
+    server = create_server(
+        base,
+        [
+            (tenancy_pb2_grpc.add_TenantServiceServicer_to_server, TenantApi(store, auth_cache), TENANT_SERVICE),
+            (
+                external_auth_pb2_grpc.add_AuthorizationServicer_to_server,
+                AuthorizationService(authenticator),
+                AUTHZ_SERVICE,
+            ),
+        ],
+    )
+    server.on_stop.extend([engine.dispose, kv.close])
+    return server

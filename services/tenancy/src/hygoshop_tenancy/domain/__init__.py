@@ -1,0 +1,1 @@
+"""Tenancy's pure domain logic: no gRPC, no SQL."""
