@@ -62,7 +62,15 @@ def ensure_schema_and_roles(conn: Connection, spec: SchemaSpec, app_password: st
     _ensure_role(conn, spec.app_role, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
     conn.execute(text(f"ALTER ROLE {spec.app_role} NOSUPERUSER NOBYPASSRLS"))
     if app_password is not None:
-        conn.execute(text(f"ALTER ROLE {spec.app_role} PASSWORD :pw"), {"pw": app_password})
+        # ALTER ROLE takes no bind parameters: pass the secret through a local setting.
+        conn.execute(text("SELECT set_config('hygoshop.app_password', :pw, true)"), {"pw": app_password})
+        conn.execute(
+            text(
+                "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L',"
+                f" '{spec.app_role}', current_setting('hygoshop.app_password')); END $$"
+            )
+        )
+        conn.execute(text("SELECT set_config('hygoshop.app_password', '', true)"))
     conn.execute(text(f"GRANT {spec.owner_role} TO current_user"))
     conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {spec.schema} AUTHORIZATION {spec.owner_role}"))
     conn.execute(text(f"GRANT USAGE ON SCHEMA {spec.schema} TO {spec.app_role}"))
