@@ -29,6 +29,7 @@ GOOGLEAPIS = [
     "google/type/money.proto",
     "google/type/postal_address.proto",
 ]
+ERROR_DETAIL_PROTOS = ["google/rpc/status.proto", "google/rpc/error_details.proto"]
 CONTRACTS_SRC = Path("libs/contracts/src")
 DESCRIPTOR_SET = Path("gateway/generated/hygoshop.binpb")
 OPENAPI = Path("gateway/generated/openapi.json")
@@ -85,7 +86,14 @@ def generate(out: Path) -> None:
     (py_out / "hygoshop" / "py.typed").write_text("")
     desc = out / DESCRIPTOR_SET
     desc.parent.mkdir(parents=True, exist_ok=True)
-    protoc("--include_imports", "--include_source_info", f"--descriptor_set_out={desc}", *files)
+    # Envoy renders google.rpc.Status details only for types it finds in the descriptors.
+    protoc(
+        "--include_imports",
+        "--include_source_info",
+        f"--descriptor_set_out={desc}",
+        *files,
+        *ERROR_DETAIL_PROTOS,
+    )
     # Imported here so a broken generator never blocks the Python code generation above.
     sys.path.insert(0, str(REPO))
     from gateway.openapi import write_openapi

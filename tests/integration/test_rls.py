@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from conftest import SCHEMAS, PlatformDatabase
+from tests.support import SCHEMAS, PlatformDatabase
 
 pytestmark = pytest.mark.integration
 SCHEMA_NAMES = [s.schema for s in SCHEMAS]

@@ -1,0 +1,1 @@
+"""Running Hygoshop locally: the stack (services + gateway) and the `make run` launcher."""
