@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from hygoshop_platform.migrations import upgrade
 
+from hygoshop_platform.migrations import upgrade
 from tests.support import APP_PASSWORD, SCHEMAS, PlatformDatabase
 
 if TYPE_CHECKING:

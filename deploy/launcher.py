@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hygoshop_platform.infra import create_database, find_or_start_postgres
-from hygoshop_platform.telemetry import configure_logging
 
 from deploy.services import StackOptions
 from deploy.stack import Stack, start_stack
+from hygoshop_platform.infra import create_database, find_or_start_postgres
+from hygoshop_platform.telemetry import configure_logging
 
 log = logging.getLogger("hygoshop.launcher")
 REPO = Path(__file__).resolve().parent.parent
@@ -43,10 +43,16 @@ def _seed_demo(stack: Stack, state: dict[str, Any]) -> None:
     admin = {"Authorization": f"Bearer {state['admin_key']}"}
     with httpx.Client(base_url=stack.gateway_url, timeout=10.0) as http:
         if "demo_key" in state:
-            probe = http.get("/v1/listings", params={"pageSize": 1}, headers={"Authorization": f"Bearer {state['demo_key']}"})
+            probe = http.get(
+                "/v1/listings",
+                params={"pageSize": 1},
+                headers={"Authorization": f"Bearer {state['demo_key']}"},
+            )
             if probe.status_code == 200:
                 return
-        tenant = http.post("/v1/tenants", json={"displayName": "Demo Shop", "tier": "TIER_GROWTH"}, headers=admin)
+        tenant = http.post(
+            "/v1/tenants", json={"displayName": "Demo Shop", "tier": "TIER_GROWTH"}, headers=admin
+        )
         tenant.raise_for_status()
         tenant_id = tenant.json()["tenantId"]
         key = http.post(
@@ -70,8 +76,8 @@ def _announce(stack: Stack, state: dict[str, Any], env_file: Path) -> None:
         f"""
 Hygoshop is running.
   gateway      {stack.gateway_url}   (OpenAPI: {stack.gateway_url}/openapi.json)
-  demo tenant  {state['demo_tenant_id']}
-  demo API key {state['demo_key']}
+  demo tenant  {state["demo_tenant_id"]}
+  demo API key {state["demo_key"]}
   admin key    in {env_file}
 
 Try it:
@@ -81,19 +87,25 @@ Try it:
     $HYGOSHOP_GATEWAY_URL/v1/listings
   curl -s -H "Authorization: Bearer $HYGOSHOP_DEMO_API_KEY" $HYGOSHOP_GATEWAY_URL/v1/listings
 
-Logs in {stack.group.processes[0].log_path.parent if stack.group.processes[0].log_path else '-'}. Ctrl-C stops everything.
+Logs in {stack.group.processes[0].log_path.parent if stack.group.processes[0].log_path else "-"}. Ctrl-C stops everything.
 """,
         flush=True,
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("HYGOSHOP_GATEWAY_PORT", "8080")))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("HYGOSHOP_GATEWAY_PORT", "8080"))
+    )
     parser.add_argument("--host", default=os.environ.get("HYGOSHOP_GATEWAY_HOST", "127.0.0.1"))
     parser.add_argument("--catalog-processes", type=int, default=1)
-    parser.add_argument("--exit-after-start", action="store_true", help="start, seed, print, stop (for tests)")
+    parser.add_argument(
+        "--exit-after-start", action="store_true", help="start, seed, print, stop (for tests)"
+    )
     args = parser.parse_args()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -117,13 +129,19 @@ def main() -> None:
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             processes={"catalog": args.catalog_processes},
         )
-        stack = start_stack(admin_url, run_dir, options, gateway_port=args.port, gateway_host=args.host)
+        stack = start_stack(
+            admin_url, run_dir, options, gateway_port=args.port, gateway_host=args.host
+        )
         _seed_demo(stack, state)
         _save_state(state_file, state)
         _announce(stack, state, run_dir / "env")
         if not args.exit_after_start:
             exited = stack.group.wait_any()
-            log.error("%s exited with %s; stopping everything (see its log)", exited.name, exited.returncode)
+            log.error(
+                "%s exited with %s; stopping everything (see its log)",
+                exited.name,
+                exited.returncode,
+            )
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     finally:

@@ -10,14 +10,15 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
-from hygoshop_platform.infra import ManagedProcess, ProcessGroup, free_port
-from hygoshop_platform.migrations import app_url, upgrade
 
 from deploy.services import AUTHZ_SERVICE, SERVICES, StackOptions
 from gateway.render import DEFAULT_DESCRIPTOR, DEFAULT_OPENAPI, render_envoy_config
+from hygoshop_platform.infra import ManagedProcess, ProcessGroup, free_port
+from hygoshop_platform.migrations import app_url, upgrade
 
 log = logging.getLogger(__name__)
 ENVOY = Path(sys.executable).parent / "envoy"
@@ -86,7 +87,7 @@ def start_stack(
                     log_path=run_dir / "logs" / f"{service.name}-{index}.log",
                 )
                 target = f"127.0.0.1:{port}"
-                group.start(proc, ready=lambda p, t=target: p.wait_for_grpc_health(t, timeout=60))
+                group.start(proc, ready=partial(_wait_grpc_ready, target=target))
                 stack.grpc_targets.setdefault(service.name, []).append(target)
                 stack.processes.setdefault(service.name, []).append(proc)
         gateway_port = gateway_port or free_port()
@@ -97,7 +98,9 @@ def start_stack(
             descriptor_path=DEFAULT_DESCRIPTOR,
             openapi_path=DEFAULT_OPENAPI,
             upstreams={
-                s.name: [_endpoint(t) for t in stack.grpc_targets[s.name]] for s in SERVICES if s.public
+                s.name: [_endpoint(t) for t in stack.grpc_targets[s.name]]
+                for s in SERVICES
+                if s.public
             },
             authz=_endpoint(stack.grpc_targets[AUTHZ_SERVICE][0]),
         )
@@ -105,7 +108,16 @@ def start_stack(
         config_path.write_text(config)
         envoy = ManagedProcess(
             "envoy",
-            [str(ENVOY), "-c", str(config_path), "--log-level", "warn", "--disable-hot-restart", "--concurrency", "2"],
+            [
+                str(ENVOY),
+                "-c",
+                str(config_path),
+                "--log-level",
+                "warn",
+                "--disable-hot-restart",
+                "--concurrency",
+                "2",
+            ],
             log_path=run_dir / "logs" / "envoy.log",
         )
         host = "127.0.0.1" if gateway_host in ("0.0.0.0", "::") else gateway_host  # noqa: S104
@@ -116,6 +128,10 @@ def start_stack(
         group.stop_all(grace=2)
         raise
     return stack
+
+
+def _wait_grpc_ready(proc: ManagedProcess, target: str) -> None:
+    proc.wait_for_grpc_health(target, timeout=60)
 
 
 def _endpoint(target: str) -> tuple[str, int]:

@@ -45,9 +45,7 @@ def copy_googleapis() -> None:
 
 
 def our_protos() -> list[str]:
-    return sorted(
-        str(p.relative_to(PROTOS)) for p in (PROTOS / "hygoshop").rglob("*.proto")
-    )
+    return sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "hygoshop").rglob("*.proto"))
 
 
 def protoc(*args: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from hygoshop_platform.infra import free_port
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +21,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _launcher(run_dir: Path, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "deploy.launcher", "--run-dir", str(run_dir), "--port", str(port), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "deploy.launcher",
+        "--run-dir",
+        str(run_dir),
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
 def _env_without_database() -> dict[str, str]:
@@ -35,8 +45,13 @@ def _read_env(path: Path) -> dict[str, str]:
 def test_first_run_seeds_and_second_run_reuses_the_data(tmp_path: Path) -> None:
     port = free_port()
     first = subprocess.run(
-        _launcher(tmp_path, port, "--exit-after-start"), cwd=REPO, env=_env_without_database(),
-        capture_output=True, text=True, timeout=240, check=False,
+        _launcher(tmp_path, port, "--exit-after-start"),
+        cwd=REPO,
+        env=_env_without_database(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert first.returncode == 0, first.stderr[-3000:]
     env = _read_env(tmp_path / "env")
@@ -46,8 +61,12 @@ def test_first_run_seeds_and_second_run_reuses_the_data(tmp_path: Path) -> None:
     assert (tmp_path / "postgres").is_dir()
 
     second = subprocess.Popen(
-        _launcher(tmp_path, port), cwd=REPO, env=_env_without_database(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        _launcher(tmp_path, port),
+        cwd=REPO,
+        env=_env_without_database(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -70,4 +89,6 @@ def test_first_run_seeds_and_second_run_reuses_the_data(tmp_path: Path) -> None:
     # Everything it started is gone: the gateway port is free again.
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
-    assert not list((tmp_path / "postgres").rglob("postmaster.pid")), "embedded PostgreSQL left running"
+    assert not list((tmp_path / "postgres").rglob("postmaster.pid")), (
+        "embedded PostgreSQL left running"
+    )

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import APP_PASSWORD, PlatformDatabase
 from deploy.services import StackOptions
 from deploy.stack import Stack, start_stack
+from tests.support import APP_PASSWORD, PlatformDatabase
 
 AUTH_CACHE_TTL_SECONDS = 2.0
 
@@ -22,9 +22,13 @@ def admin_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(platform_db: PlatformDatabase, admin_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    platform_db: PlatformDatabase, admin_key: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     run_dir = Path(tmp_path_factory.mktemp("stack"))
-    options = StackOptions(platform_admin_key=admin_key, auth_cache_ttl_seconds=AUTH_CACHE_TTL_SECONDS)
+    options = StackOptions(
+        platform_admin_key=admin_key, auth_cache_ttl_seconds=AUTH_CACHE_TTL_SECONDS
+    )
     started = start_stack(platform_db.admin_url, run_dir, options, app_password=APP_PASSWORD)
     yield started
     started.stop()

@@ -14,15 +14,21 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy
-from hygoshop_catalog.config import SCHEMA as CATALOG
-from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
-from hygoshop_catalog.store import CatalogStore
-from hygoshop_platform.db import UnsafeDatabaseRole, assert_safe_role, create_engine, sqlalchemy_url, tenant_transaction
-from hygoshop_platform.rls import role_offenders, tenant_table_offenders
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hygoshop_catalog.config import SCHEMA as CATALOG
+from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
+from hygoshop_catalog.store import CatalogStore
+from hygoshop_platform.db import (
+    UnsafeDatabaseRole,
+    assert_safe_role,
+    create_engine,
+    sqlalchemy_url,
+    tenant_transaction,
+)
+from hygoshop_platform.rls import role_offenders, tenant_table_offenders
 from tests.support import SCHEMAS, PlatformDatabase
 
 pytestmark = pytest.mark.integration
@@ -44,7 +50,9 @@ async def catalog_engine(platform_db: PlatformDatabase) -> AsyncIterator[AsyncEn
 
 
 def _content(sku: str) -> ListingContent:
-    return ListingContent(title=f"Listing {sku}", variants=(Variant(sku=sku, price=Money("USD", Decimal("10"))),))
+    return ListingContent(
+        title=f"Listing {sku}", variants=(Variant(sku=sku, price=Money("USD", Decimal("10"))),)
+    )
 
 
 def test_every_tenant_table_has_forced_rls_with_policies(admin_engine: sqlalchemy.Engine) -> None:
@@ -96,14 +104,23 @@ async def test_cross_tenant_matrix(catalog_engine: AsyncEngine) -> None:
 
     async with tenant_transaction(catalog_engine, tenant_a) as conn:
         for table in ("catalog.listings", "catalog.variants"):
-            seen = await conn.execute(text(f"SELECT tenant_id FROM {table} WHERE listing_id = :b"), {"b": b.listing_id})
+            seen = await conn.execute(
+                text(f"SELECT tenant_id FROM {table} WHERE listing_id = :b"), {"b": b.listing_id}
+            )
             assert seen.all() == []
-            updated = await conn.execute(text(f"UPDATE {table} SET tenant_id = tenant_id WHERE listing_id = :b"), {"b": b.listing_id})
+            updated = await conn.execute(
+                text(f"UPDATE {table} SET tenant_id = tenant_id WHERE listing_id = :b"),
+                {"b": b.listing_id},
+            )
             assert updated.rowcount == 0
-            deleted = await conn.execute(text(f"DELETE FROM {table} WHERE listing_id = :b"), {"b": b.listing_id})
+            deleted = await conn.execute(
+                text(f"DELETE FROM {table} WHERE listing_id = :b"), {"b": b.listing_id}
+            )
             assert deleted.rowcount == 0
         # The WHERE clause naming B's tenant does not help either.
-        sneaky = await conn.execute(text("SELECT 1 FROM catalog.listings WHERE tenant_id = :b"), {"b": tenant_b})
+        sneaky = await conn.execute(
+            text("SELECT 1 FROM catalog.listings WHERE tenant_id = :b"), {"b": tenant_b}
+        )
         assert sneaky.all() == []
 
     statements = [
@@ -113,8 +130,14 @@ async def test_cross_tenant_matrix(catalog_engine: AsyncEngine) -> None:
             {"b": tenant_b, "new": uuid.uuid4()},
         ),
         # move A's row to B
-        ("UPDATE catalog.listings SET tenant_id = :b WHERE listing_id = :a", {"b": tenant_b, "a": a.listing_id}),
-        ("UPDATE catalog.variants SET tenant_id = :b WHERE listing_id = :a", {"b": tenant_b, "a": a.listing_id}),
+        (
+            "UPDATE catalog.listings SET tenant_id = :b WHERE listing_id = :a",
+            {"b": tenant_b, "a": a.listing_id},
+        ),
+        (
+            "UPDATE catalog.variants SET tenant_id = :b WHERE listing_id = :a",
+            {"b": tenant_b, "a": a.listing_id},
+        ),
     ]
     for sql, params in statements:
         with pytest.raises(DBAPIError) as info:
@@ -154,7 +177,9 @@ async def test_missing_tenant_context_fails_closed(catalog_engine: AsyncEngine) 
         await conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant)})
         assert (await conn.execute(text("SELECT count(*) FROM catalog.listings"))).scalar_one() >= 1
         await conn.commit()
-        assert (await conn.execute(text("SELECT current_setting('app.tenant_id', true)"))).scalar_one() == ""
+        assert (
+            await conn.execute(text("SELECT current_setting('app.tenant_id', true)"))
+        ).scalar_one() == ""
         assert (await conn.execute(text("SELECT count(*) FROM catalog.listings"))).scalar_one() == 0
         await conn.commit()
         # A malformed id is an error, never rows.
@@ -166,7 +191,9 @@ async def test_missing_tenant_context_fails_closed(catalog_engine: AsyncEngine) 
         # Writes without a tenant fail.
         with pytest.raises(DBAPIError) as info:
             await conn.execute(
-                text("INSERT INTO catalog.listings (tenant_id, listing_id, title, status) VALUES (:t, :id, 'x', 'draft')"),
+                text(
+                    "INSERT INTO catalog.listings (tenant_id, listing_id, title, status) VALUES (:t, :id, 'x', 'draft')"
+                ),
                 {"t": tenant, "id": uuid.uuid4()},
             )
         assert getattr(info.value.orig, "sqlstate", None) == "42501"
@@ -190,7 +217,11 @@ async def test_pool_never_leaks_a_tenant_between_requests(catalog_engine: AsyncE
         nonlocal wrong, failures
         try:
             async with tenant_transaction(catalog_engine, tenant) as conn:
-                rows = (await conn.execute(text("SELECT tenant_id FROM catalog.listings"))).scalars().all()
+                rows = (
+                    (await conn.execute(text("SELECT tenant_id FROM catalog.listings")))
+                    .scalars()
+                    .all()
+                )
                 wrong += sum(1 for r in rows if r != tenant)
                 if fail:
                     raise Boom

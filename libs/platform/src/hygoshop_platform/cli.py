@@ -44,7 +44,9 @@ def run_service(
             return
         if not base.migrations_database_url:
             parser.exit(2, "configuration error: MIGRATIONS_DATABASE_URL is required\n")
-        upgrade(base.migrations_database_url, schema, app_password=env_optional("DATABASE_APP_PASSWORD"))
+        upgrade(
+            base.migrations_database_url, schema, app_password=env_optional("DATABASE_APP_PASSWORD")
+        )
         log.info("schema %s is up to date", schema.schema)
         return
     configure_tracing(base.service_name, base.otlp_endpoint)

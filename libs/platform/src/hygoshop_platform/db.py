@@ -30,7 +30,9 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "hygoshop") -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, application_name: str = "hygoshop"
+) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -42,7 +44,9 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "hyg
 
 
 @asynccontextmanager
-async def tenant_transaction(engine: AsyncEngine, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
+async def tenant_transaction(
+    engine: AsyncEngine, tenant_id: uuid.UUID
+) -> AsyncIterator[AsyncConnection]:
     """A transaction in which row-level security sees only `tenant_id`'s rows."""
     async with engine.begin() as conn:
         await conn.execute(

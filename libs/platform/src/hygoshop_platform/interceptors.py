@@ -23,7 +23,8 @@ from hygoshop_platform.tenancy import caller_from_metadata, reset_caller, set_ca
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("hygoshop.grpc")
 
-UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 
 # Methods served without a caller (health, reflection) are not wrapped.
 _UNWRAPPED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -40,20 +41,26 @@ def _is_transient_db_error(exc: BaseException) -> bool:
     return isinstance(cause, psycopg.OperationalError)
 
 
-async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+async def _abort_for(exc: BaseException, context: Context, method: str) -> None:
     if isinstance(exc, DomainError):
-        await context.abort_with_status(rpc_status.to_status(exc.to_status()))
+        await context.abort_with_status(  # type: ignore[attr-defined]
+            rpc_status.to_status(exc.to_status())
+        )
     if _is_transient_db_error(exc):
         log.warning("database unavailable in %s: %s", method, type(exc).__name__)
-        await context.abort_with_status(rpc_status.to_status(unavailable_status()))
+        await context.abort_with_status(  # type: ignore[attr-defined]
+            rpc_status.to_status(unavailable_status())
+        )
     log.exception("unexpected error in %s", method)
-    await context.abort_with_status(rpc_status.to_status(internal_status()))
+    await context.abort_with_status(  # type: ignore[attr-defined]
+        rpc_status.to_status(internal_status())
+    )
 
 
 def _wrap(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
     service, _, name = method.lstrip("/").partition("/")
 
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapped(request: Any, context: Context) -> Any:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         caller = caller_from_metadata(metadata)
         token = set_caller(caller)
@@ -91,14 +98,16 @@ def _wrap(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
     return wrapped
 
 
-class ChassisInterceptor(grpc.aio.ServerInterceptor):
+class ChassisInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
     """Wraps every unary method of a service with caller context, tracing and errors."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(_UNWRAPPED_PREFIXES):
@@ -106,7 +115,7 @@ class ChassisInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is None:
             return handler  # streaming methods: none yet; wrap them when one exists
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(method, handler.unary_unary),
+            _wrap(method, handler.unary_unary),  # type: ignore[arg-type]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -63,7 +63,9 @@ def ensure_schema_and_roles(conn: Connection, spec: SchemaSpec, app_password: st
     conn.execute(text(f"ALTER ROLE {spec.app_role} NOSUPERUSER NOBYPASSRLS"))
     if app_password is not None:
         # ALTER ROLE takes no bind parameters: pass the secret through a local setting.
-        conn.execute(text("SELECT set_config('hygoshop.app_password', :pw, true)"), {"pw": app_password})
+        conn.execute(
+            text("SELECT set_config('hygoshop.app_password', :pw, true)"), {"pw": app_password}
+        )
         conn.execute(
             text(
                 "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L',"

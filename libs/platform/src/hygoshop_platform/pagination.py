@@ -43,10 +43,14 @@ def encode_token(after: Sequence[Any], query: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, query: Sequence[Any], field: str = "page_token") -> tuple[Any, ...] | None:
+def decode_token(
+    token: str, query: Sequence[Any], field: str = "page_token"
+) -> tuple[Any, ...] | None:
     if not token:
         return None
-    invalid = InvalidArgument([FieldViolation(field, "is not a token from a previous page of this query")])
+    invalid = InvalidArgument(
+        [FieldViolation(field, "is not a token from a previous page of this query")]
+    )
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)

@@ -37,7 +37,7 @@ def tenant_table_offenders(conn: Connection, schemas: Sequence[str]) -> list[str
             offenders.append(f"{name}: row-level security is not enabled")
         if not row.forced:
             offenders.append(f"{name}: row-level security is not forced")
-        if "*" not in commands and not _ALL_COMMANDS <= commands:
+        if "*" not in commands and not commands >= _ALL_COMMANDS:
             offenders.append(f"{name}: no policy for every command (has {sorted(commands)})")
     return offenders
 

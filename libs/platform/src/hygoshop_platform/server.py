@@ -19,6 +19,9 @@ from hygoshop_platform.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
+Context = grpc.aio.ServicerContext[Any, Any]
+"""The servicer context type every service method takes."""
+
 # (add_XServicer_to_server, servicer instance, full service name)
 ServicerBinding = tuple[Callable[[Any, grpc.aio.Server], None], object, str]
 
@@ -30,7 +33,7 @@ class ServiceServer:
     """A built, not yet started server and what it must close when it stops."""
 
     server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    health: health.aio.HealthServicer  # type: ignore[name-defined]
     port: int
     service_names: tuple[str, ...]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -55,7 +58,7 @@ def create_server(
     settings: ServiceSettings,
     bindings: Sequence[ServicerBinding],
     *,
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
 ) -> ServiceServer:
     server = grpc.aio.server(
         interceptors=[ChassisInterceptor(), *interceptors],
@@ -69,16 +72,22 @@ def create_server(
     for add, servicer, name in bindings:
         add(servicer, server)
         names.append(name)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     if port == 0:
         raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
-    return ServiceServer(server=server, health=health_servicer, port=port, service_names=tuple(names))
+    return ServiceServer(
+        server=server, health=health_servicer, port=port, service_names=tuple(names)
+    )
 
 
 async def serve(service: ServiceServer, grace: float) -> None:

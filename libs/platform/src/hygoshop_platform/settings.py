@@ -26,7 +26,9 @@ def env_int(name: str, default: int, env: Mapping[str, str] | None = None) -> in
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from None
+        raise SettingsError(
+            f"environment variable {name} must be an integer, got {raw!r}"
+        ) from None
 
 
 def env_float(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
@@ -68,9 +70,7 @@ class ServiceSettings:
     """The environment the settings were read from, for service-specific values."""
 
     @classmethod
-    def from_env(
-        cls, service_name: str, env: Mapping[str, str] | None = None
-    ) -> ServiceSettings:
+    def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
         source = dict(os.environ if env is None else env)
         return cls(
             service_name=service_name,

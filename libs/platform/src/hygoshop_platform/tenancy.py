@@ -47,7 +47,9 @@ class Caller:
 
 ANONYMOUS = Caller(tenant_id=None, scopes=frozenset())
 
-_current: contextvars.ContextVar[Caller] = contextvars.ContextVar("hygoshop_caller", default=ANONYMOUS)
+_current: contextvars.ContextVar[Caller] = contextvars.ContextVar(
+    "hygoshop_caller", default=ANONYMOUS
+)
 
 
 def current_caller() -> Caller:

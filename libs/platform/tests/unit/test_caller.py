@@ -12,7 +12,9 @@ from hygoshop_platform.tenancy import (
 
 def test_caller_parsed_from_gateway_headers() -> None:
     tenant = uuid.uuid4()
-    caller = caller_from_metadata({TENANT_HEADER: str(tenant), SCOPES_HEADER: "catalog:read  catalog:write"})
+    caller = caller_from_metadata(
+        {TENANT_HEADER: str(tenant), SCOPES_HEADER: "catalog:read  catalog:write"}
+    )
     assert caller.tenant_id == tenant
     assert caller.scopes == {"catalog:read", "catalog:write"}
     assert caller.has_scope("catalog:read")

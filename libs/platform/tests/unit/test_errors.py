@@ -3,6 +3,7 @@
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+
 from hygoshop_platform.errors import (
     ERROR_DOMAIN,
     FieldViolation,
@@ -19,14 +20,21 @@ def test_not_found_packs_error_info_with_reason_and_domain() -> None:
     assert status.message == "listing not found"
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
-    assert (info.reason, info.domain, dict(info.metadata)) == ("NOT_FOUND", ERROR_DOMAIN, {"resource": "listing"})
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "NOT_FOUND",
+        ERROR_DOMAIN,
+        {"resource": "listing"},
+    )
 
 
 def test_invalid_argument_lists_every_violation_in_bad_request() -> None:
-    err = InvalidArgument([FieldViolation("listing.title", "must not be empty"), FieldViolation("a.b", "bad")])
+    err = InvalidArgument(
+        [FieldViolation("listing.title", "must not be empty"), FieldViolation("a.b", "bad")]
+    )
     status = err.to_status()
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert "listing.title" in status.message and "1 more" in status.message
+    assert "listing.title" in status.message
+    assert "1 more" in status.message
     bad = error_details_pb2.BadRequest()
     assert status.details[1].Unpack(bad)
     assert [(v.field, v.description) for v in bad.field_violations] == [

@@ -1,6 +1,7 @@
 """Page tokens are opaque, bound to their query, and refuse garbage."""
 
 import pytest
+
 from hygoshop_platform.errors import InvalidArgument
 from hygoshop_platform.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
 

@@ -11,16 +11,17 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from hygoshop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from hygoshop_platform.errors import FieldViolation, InvalidArgument, NotFound
 from hygoshop_platform.server import ServiceServer, create_server
 from hygoshop_platform.settings import ServiceSettings
 from hygoshop_platform.telemetry import TENANT_ATTRIBUTE
 from hygoshop_platform.tenancy import SCOPES_HEADER, TENANT_HEADER, current_caller
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 SERVICE = "hygoshop.catalog.v1.CatalogService"
 
@@ -28,15 +29,21 @@ SERVICE = "hygoshop.catalog.v1.CatalogService"
 class ScriptedCatalog(catalog_pb2_grpc.CatalogServiceServicer):
     """Behaves as the listing id says, to exercise each path of the interceptor."""
 
-    async def GetListing(self, request: catalog_pb2.GetListingRequest, context: object) -> catalog_pb2.Listing:
+    async def GetListing(
+        self, request: catalog_pb2.GetListingRequest, context: object
+    ) -> catalog_pb2.Listing:
         if request.listing_id == "missing":
             raise NotFound("listing not found")
         if request.listing_id == "invalid":
             raise InvalidArgument([FieldViolation("listing_id", "must be a UUID")])
         if request.listing_id == "crash":
-            raise RuntimeError('duplicate key value violates unique constraint "variants_tenant_id_sku_key"')
+            raise RuntimeError(
+                'duplicate key value violates unique constraint "variants_tenant_id_sku_key"'
+            )
         caller = current_caller()
-        return catalog_pb2.Listing(listing_id=str(caller.tenant_id), title=" ".join(sorted(caller.scopes)))
+        return catalog_pb2.Listing(
+            listing_id=str(caller.tenant_id), title=" ".join(sorted(caller.scopes))
+        )
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +66,21 @@ async def server() -> AsyncIterator[ServiceServer]:
     await srv.stop(0)
 
 
-async def _get(port: int, listing_id: str, metadata: tuple[tuple[str, str], ...] = ()) -> catalog_pb2.Listing:
+async def _get(
+    port: int, listing_id: str, metadata: tuple[tuple[str, str], ...] = ()
+) -> catalog_pb2.Listing:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-        return await stub.GetListing(catalog_pb2.GetListingRequest(listing_id=listing_id), metadata=metadata)
+        return await stub.GetListing(
+            catalog_pb2.GetListingRequest(listing_id=listing_id), metadata=metadata
+        )
 
 
 async def test_servicer_sees_the_caller_from_metadata(server: ServiceServer) -> None:
     tenant = uuid.uuid4()
-    reply = await _get(server.port, "ok", ((TENANT_HEADER, str(tenant)), (SCOPES_HEADER, "catalog:read")))
+    reply = await _get(
+        server.port, "ok", ((TENANT_HEADER, str(tenant)), (SCOPES_HEADER, "catalog:read"))
+    )
     assert reply.listing_id == str(tenant)
     assert reply.title == "catalog:read"
 
@@ -102,7 +115,9 @@ async def test_unexpected_error_leaks_nothing(server: ServiceServer) -> None:
     assert "constraint" not in str(info.value.debug_error_string())
 
 
-async def test_every_span_carries_the_tenant(server: ServiceServer, spans: InMemorySpanExporter) -> None:
+async def test_every_span_carries_the_tenant(
+    server: ServiceServer, spans: InMemorySpanExporter
+) -> None:
     spans.clear()
     tenant = uuid.uuid4()
     await _get(server.port, "ok", ((TENANT_HEADER, str(tenant)), (SCOPES_HEADER, "catalog:read")))

@@ -1,12 +1,18 @@
 """Settings fail fast and name the variable."""
 
 import pytest
+
 from hygoshop_platform.settings import ServiceSettings, SettingsError
 
 
 def test_defaults_and_overrides() -> None:
     s = ServiceSettings.from_env("catalog", {"GRPC_PORT": "7001", "LOG_LEVEL": "debug"})
-    assert (s.service_name, s.grpc_port, s.log_level, s.database_url) == ("catalog", 7001, "DEBUG", None)
+    assert (s.service_name, s.grpc_port, s.log_level, s.database_url) == (
+        "catalog",
+        7001,
+        "DEBUG",
+        None,
+    )
 
 
 def test_malformed_integer_names_the_variable() -> None:

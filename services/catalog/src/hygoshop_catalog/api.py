@@ -6,9 +6,13 @@ import uuid
 from datetime import UTC as _UTC
 from datetime import datetime
 
-import grpc
 from google.protobuf import empty_pb2
+
 from hygoshop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from hygoshop_catalog.convert import STATUS_FROM_PROTO, content_from_proto, listing_to_proto
+from hygoshop_catalog.domain.listing import UPDATABLE_FIELDS, Listing, ListingContent, apply_update
+from hygoshop_catalog.domain.validation import validate_content
+from hygoshop_catalog.store import CatalogStore, ListFilter
 from hygoshop_platform.errors import (
     Aborted,
     FieldViolation,
@@ -19,12 +23,8 @@ from hygoshop_platform.errors import (
     require,
 )
 from hygoshop_platform.pagination import decode_token, encode_token, page_size
+from hygoshop_platform.server import Context
 from hygoshop_platform.tenancy import current_caller
-
-from hygoshop_catalog.convert import STATUS_FROM_PROTO, content_from_proto, listing_to_proto
-from hygoshop_catalog.domain.listing import UPDATABLE_FIELDS, Listing, ListingContent, apply_update
-from hygoshop_catalog.domain.validation import validate_content
-from hygoshop_catalog.store import CatalogStore, ListFilter
 
 READ = "catalog:read"
 WRITE = "catalog:write"
@@ -58,7 +58,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         self._store = store
 
     async def GetListing(
-        self, request: catalog_pb2.GetListingRequest, context: grpc.aio.ServicerContext
+        self, request: catalog_pb2.GetListingRequest, context: Context
     ) -> catalog_pb2.Listing:
         tenant_id = _tenant(READ)
         listing = await self._store.get(tenant_id, _listing_id(request.listing_id, "listing_id"))
@@ -67,7 +67,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         return listing_to_proto(listing)
 
     async def ListListings(
-        self, request: catalog_pb2.ListListingsRequest, context: grpc.aio.ServicerContext
+        self, request: catalog_pb2.ListListingsRequest, context: Context
     ) -> catalog_pb2.ListListingsResponse:
         tenant_id = _tenant(READ)
         size = page_size(request.page_size, default=25)
@@ -77,8 +77,14 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
                 raise InvalidArgument([FieldViolation("status", "unknown status")])
             flt = ListFilter(status=STATUS_FROM_PROTO[request.status])
         if request.HasField("updated_after"):
-            flt = ListFilter(status=flt.status, updated_after=request.updated_after.ToDatetime(tzinfo=_UTC))
-        query = ("listings", flt.status and flt.status.value, flt.updated_after and flt.updated_after.isoformat())
+            flt = ListFilter(
+                status=flt.status, updated_after=request.updated_after.ToDatetime(tzinfo=_UTC)
+            )
+        query = (
+            "listings",
+            flt.status and flt.status.value,
+            flt.updated_after and flt.updated_after.isoformat(),
+        )
         token = decode_token(request.page_token, query)
         after = None
         if token is not None:
@@ -87,14 +93,18 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             except (ValueError, IndexError):
                 raise InvalidArgument([FieldViolation("page_token", "is malformed")]) from None
         rows = await self._store.list(tenant_id, flt, limit=size + 1, after=after)
-        response = catalog_pb2.ListListingsResponse(listings=[listing_to_proto(r) for r in rows[:size]])
+        response = catalog_pb2.ListListingsResponse(
+            listings=[listing_to_proto(r) for r in rows[:size]]
+        )
         if len(rows) > size:
             last = rows[size - 1]
-            response.next_page_token = encode_token([last.update_time.isoformat(), str(last.listing_id)], query)
+            response.next_page_token = encode_token(
+                [last.update_time.isoformat(), str(last.listing_id)], query
+            )
         return response
 
     async def CreateListing(
-        self, request: catalog_pb2.CreateListingRequest, context: grpc.aio.ServicerContext
+        self, request: catalog_pb2.CreateListingRequest, context: Context
     ) -> catalog_pb2.Listing:
         tenant_id = _tenant(WRITE)
         violations: list[FieldViolation] = []
@@ -103,20 +113,24 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         content = content_from_proto(request.listing, violations)
         violations += validate_content(content)
         if len(request.request_id) > MAX_REQUEST_ID:
-            violations.append(FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters"))
+            violations.append(
+                FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters")
+            )
         require(violations)
         # Output-only and identifier fields in the body (listing_id, etag, times) are ignored.
         listing = await self._store.create(tenant_id, content, request.request_id or None)
         return listing_to_proto(listing)
 
     async def UpdateListing(
-        self, request: catalog_pb2.UpdateListingRequest, context: grpc.aio.ServicerContext
+        self, request: catalog_pb2.UpdateListingRequest, context: Context
     ) -> catalog_pb2.Listing:
         tenant_id = _tenant(WRITE)
         listing_id = _listing_id(request.listing.listing_id, "listing.listing_id")
         paths = tuple(request.update_mask.paths) or UPDATABLE_FIELDS
         violations = [
-            FieldViolation("update_mask", f"cannot update {p!r}; updatable: {', '.join(UPDATABLE_FIELDS)}")
+            FieldViolation(
+                "update_mask", f"cannot update {p!r}; updatable: {', '.join(UPDATABLE_FIELDS)}"
+            )
             for p in paths
             if p not in UPDATABLE_FIELDS
         ]
@@ -127,7 +141,9 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
 
         def change(current: Listing) -> tuple[ListingContent, bool]:
             if expected_etag and expected_etag != current.etag:
-                raise Aborted("the listing changed since it was read; read it again", reason="ETAG_MISMATCH")
+                raise Aborted(
+                    "the listing changed since it was read; read it again", reason="ETAG_MISMATCH"
+                )
             content = apply_update(current.content, incoming, paths)
             require(validate_content(content))
             return content, "variants" in paths
@@ -138,11 +154,9 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         return listing_to_proto(updated)
 
     async def DeleteListing(
-        self, request: catalog_pb2.DeleteListingRequest, context: grpc.aio.ServicerContext
+        self, request: catalog_pb2.DeleteListingRequest, context: Context
     ) -> empty_pb2.Empty:
         tenant_id = _tenant(WRITE)
         if not await self._store.delete(tenant_id, _listing_id(request.listing_id, "listing_id")):
             raise NotFound("listing not found")
         return empty_pb2.Empty()
-
-

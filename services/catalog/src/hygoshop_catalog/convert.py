@@ -6,9 +6,8 @@ from decimal import Decimal
 
 from google.protobuf import timestamp_pb2
 from google.type import money_pb2
-from hygoshop.catalog.v1 import catalog_pb2
-from hygoshop_platform.errors import FieldViolation
 
+from hygoshop.catalog.v1 import catalog_pb2
 from hygoshop_catalog.domain.listing import (
     Dimensions,
     ImageRef,
@@ -18,6 +17,7 @@ from hygoshop_catalog.domain.listing import (
     Money,
     Variant,
 )
+from hygoshop_platform.errors import FieldViolation
 
 NANOS = Decimal(1_000_000_000)
 STATUS_FROM_PROTO = {
@@ -31,7 +31,9 @@ STATUS_TO_PROTO = {status: number for number, status in STATUS_FROM_PROTO.items(
 def money_from_proto(money: money_pb2.Money, path: str, violations: list[FieldViolation]) -> Money:
     # google.type.Money: units and nanos must agree in sign; nanos within +-999,999,999.
     if not -999_999_999 <= money.nanos <= 999_999_999:
-        violations.append(FieldViolation(f"{path}.nanos", "must be between -999999999 and 999999999"))
+        violations.append(
+            FieldViolation(f"{path}.nanos", "must be between -999999999 and 999999999")
+        )
     elif (money.units > 0 and money.nanos < 0) or (money.units < 0 and money.nanos > 0):
         violations.append(FieldViolation(path, "units and nanos must have the same sign"))
     amount = Decimal(money.units) + Decimal(money.nanos) / NANOS
@@ -67,7 +69,9 @@ def content_from_proto(
                 compare_at_price=compare_at,
                 inventory_quantity=v.inventory_quantity,
                 weight_grams=v.weight_grams,
-                dimensions=Dimensions(v.dimensions.length_mm, v.dimensions.width_mm, v.dimensions.height_mm),
+                dimensions=Dimensions(
+                    v.dimensions.length_mm, v.dimensions.width_mm, v.dimensions.height_mm
+                ),
                 gtin=v.gtin,
                 mpn=v.mpn,
             )
@@ -110,7 +114,9 @@ def listing_to_proto(listing: Listing) -> catalog_pb2.Listing:
                 sku=v.sku,
                 options=v.options,
                 price=money_to_proto(v.price),
-                compare_at_price=None if v.compare_at_price is None else money_to_proto(v.compare_at_price),
+                compare_at_price=None
+                if v.compare_at_price is None
+                else money_to_proto(v.compare_at_price),
                 inventory_quantity=v.inventory_quantity,
                 weight_grams=v.weight_grams,
                 dimensions=catalog_pb2.Dimensions(

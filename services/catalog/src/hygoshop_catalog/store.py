@@ -10,8 +10,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from hygoshop_platform.db import tenant_transaction
-from hygoshop_platform.errors import AlreadyExists
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +23,8 @@ from hygoshop_catalog.domain.listing import (
     Money,
     Variant,
 )
+from hygoshop_platform.db import tenant_transaction
+from hygoshop_platform.errors import AlreadyExists
 
 # Variants come back as one JSON array per listing (one round trip); money as text so
 # no amount passes through a float.
@@ -55,7 +55,9 @@ def _variant(raw: dict[str, Any]) -> Variant:
         sku=raw["sku"],
         price=Money(raw["currency"], Decimal(raw["price"])),
         options=dict(raw["options"]),
-        compare_at_price=None if compare_at is None else Money(raw["currency"], Decimal(compare_at)),
+        compare_at_price=None
+        if compare_at is None
+        else Money(raw["currency"], Decimal(compare_at)),
         inventory_quantity=raw["inventory_quantity"],
         weight_grams=raw["weight_grams"],
         dimensions=Dimensions(raw["length_mm"], raw["width_mm"], raw["height_mm"]),
@@ -99,7 +101,12 @@ class CatalogStore:
             return await self._get(conn, tenant_id, listing_id)
 
     async def _get(
-        self, conn: AsyncConnection, tenant_id: uuid.UUID, listing_id: uuid.UUID, *, lock: bool = False
+        self,
+        conn: AsyncConnection,
+        tenant_id: uuid.UUID,
+        listing_id: uuid.UUID,
+        *,
+        lock: bool = False,
     ) -> Listing | None:
         sql = _SELECT + " WHERE l.tenant_id = :tenant AND l.listing_id = :id"
         if lock:
@@ -131,7 +138,9 @@ class CatalogStore:
         async with tenant_transaction(self._engine, tenant_id) as conn:
             return [_listing(r) for r in await conn.execute(text(sql), params)]
 
-    async def create(self, tenant_id: uuid.UUID, content: ListingContent, request_id: str | None) -> Listing:
+    async def create(
+        self, tenant_id: uuid.UUID, content: ListingContent, request_id: str | None
+    ) -> Listing:
         """Insert; with a request id already used by this tenant, return that listing instead."""
         listing_id = uuid.uuid4()
         async with tenant_transaction(self._engine, tenant_id) as conn:
@@ -144,13 +153,20 @@ class CatalogStore:
                         " CAST(:images AS jsonb), :status, :request_id)"
                         " ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING listing_id"
                     ),
-                    {"tenant": tenant_id, "id": listing_id, "request_id": request_id, **_listing_params(content)},
+                    {
+                        "tenant": tenant_id,
+                        "id": listing_id,
+                        "request_id": request_id,
+                        **_listing_params(content),
+                    },
                 )
             ).one_or_none()
             if inserted is None:
                 existing = (
                     await conn.execute(
-                        text("SELECT listing_id FROM catalog.listings WHERE tenant_id = :t AND request_id = :r"),
+                        text(
+                            "SELECT listing_id FROM catalog.listings WHERE tenant_id = :t AND request_id = :r"
+                        ),
                         {"t": tenant_id, "r": request_id},
                     )
                 ).one()
@@ -196,13 +212,19 @@ class CatalogStore:
     async def delete(self, tenant_id: uuid.UUID, listing_id: uuid.UUID) -> bool:
         async with tenant_transaction(self._engine, tenant_id) as conn:
             result = await conn.execute(
-                text("DELETE FROM catalog.listings WHERE tenant_id = :t AND listing_id = :id RETURNING 1"),
+                text(
+                    "DELETE FROM catalog.listings WHERE tenant_id = :t AND listing_id = :id RETURNING 1"
+                ),
                 {"t": tenant_id, "id": listing_id},
             )
             return result.first() is not None
 
     async def _insert_variants(
-        self, conn: AsyncConnection, tenant_id: uuid.UUID, listing_id: uuid.UUID, variants: Sequence[Variant]
+        self,
+        conn: AsyncConnection,
+        tenant_id: uuid.UUID,
+        listing_id: uuid.UUID,
+        variants: Sequence[Variant],
     ) -> None:
         rows = [
             {

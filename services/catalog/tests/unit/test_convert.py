@@ -3,18 +3,29 @@
 from decimal import Decimal
 
 from google.type import money_pb2
+
 from hygoshop.catalog.v1 import catalog_pb2
 from hygoshop_catalog.convert import content_from_proto, money_from_proto, money_to_proto
-from hygoshop_catalog.domain.listing import ListingContent, ListingStatus, Money, Variant, apply_update
+from hygoshop_catalog.domain.listing import (
+    ListingContent,
+    ListingStatus,
+    Money,
+    Variant,
+    apply_update,
+)
 from hygoshop_platform.errors import FieldViolation
 
 
 def test_money_round_trip_is_exact() -> None:
     violations: list[FieldViolation] = []
-    money = money_from_proto(money_pb2.Money(currency_code="EUR", units=19, nanos=990_000_000), "p", violations)
+    money = money_from_proto(
+        money_pb2.Money(currency_code="EUR", units=19, nanos=990_000_000), "p", violations
+    )
     assert violations == []
     assert money == Money("EUR", Decimal("19.99"))
-    assert money_to_proto(money) == money_pb2.Money(currency_code="EUR", units=19, nanos=990_000_000)
+    assert money_to_proto(money) == money_pb2.Money(
+        currency_code="EUR", units=19, nanos=990_000_000
+    )
 
 
 def test_money_with_mixed_signs_is_a_violation() -> None:

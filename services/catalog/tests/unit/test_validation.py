@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+
 from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
 from hygoshop_catalog.domain.validation import gtin_is_valid, validate_content
 
@@ -45,13 +46,24 @@ def test_listing_level_violations(overrides: dict[str, object], field: str) -> N
         (Variant(sku="", price=Money("USD", Decimal(1))), "listing.variants[0].sku"),
         (Variant(sku="has space", price=Money("USD", Decimal(1))), "listing.variants[0].sku"),
         (Variant(sku="A", price=Money("USD", Decimal(-1))), "listing.variants[0].price"),
-        (Variant(sku="A", price=Money("usd", Decimal(1))), "listing.variants[0].price.currency_code"),
         (
-            Variant(sku="A", price=Money("USD", Decimal(1)), compare_at_price=Money("EUR", Decimal(2))),
+            Variant(sku="A", price=Money("usd", Decimal(1))),
+            "listing.variants[0].price.currency_code",
+        ),
+        (
+            Variant(
+                sku="A", price=Money("USD", Decimal(1)), compare_at_price=Money("EUR", Decimal(2))
+            ),
             "listing.variants[0].compare_at_price.currency_code",
         ),
-        (Variant(sku="A", price=Money("USD", Decimal(1)), inventory_quantity=-5), "listing.variants[0].inventory_quantity"),
-        (Variant(sku="A", price=Money("USD", Decimal(1)), gtin="4006381333932"), "listing.variants[0].gtin"),
+        (
+            Variant(sku="A", price=Money("USD", Decimal(1)), inventory_quantity=-5),
+            "listing.variants[0].inventory_quantity",
+        ),
+        (
+            Variant(sku="A", price=Money("USD", Decimal(1)), gtin="4006381333932"),
+            "listing.variants[0].gtin",
+        ),
     ],
 )
 def test_variant_violations(variant: Variant, field: str) -> None:
@@ -70,7 +82,13 @@ def test_all_violations_are_reported_not_only_the_first() -> None:
 
 @pytest.mark.parametrize(
     ("gtin", "valid"),
-    [("4006381333931", True), ("4006381333932", False), ("96385074", True), ("036000291452", True), ("12ab", False)],
+    [
+        ("4006381333931", True),
+        ("4006381333932", False),
+        ("96385074", True),
+        ("036000291452", True),
+        ("12ab", False),
+    ],
 )
 def test_gtin_check_digit(gtin: str, valid: bool) -> None:
     assert gtin_is_valid(gtin) is valid

@@ -1,7 +1,6 @@
 """`python -m hygoshop_tenancy [serve|migrate]`."""
 
 from hygoshop_platform.cli import run_service
-
 from hygoshop_tenancy.app import build
 from hygoshop_tenancy.config import SCHEMA, TenancySettings
 

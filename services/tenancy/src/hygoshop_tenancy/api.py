@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
+
 from hygoshop.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from hygoshop_platform.errors import (
     FieldViolation,
@@ -16,8 +16,8 @@ from hygoshop_platform.errors import (
     require,
 )
 from hygoshop_platform.pagination import decode_token, encode_token, page_size
+from hygoshop_platform.server import Context
 from hygoshop_platform.tenancy import Caller, current_caller
-
 from hygoshop_tenancy.authz import AuthCache
 from hygoshop_tenancy.domain.keys import generate_key
 from hygoshop_tenancy.domain.tenants import Tier, validate_display_name, validate_scopes
@@ -98,7 +98,7 @@ class TenantApi(tenancy_pb2_grpc.TenantServiceServicer):
         self._auth_cache = auth_cache
 
     async def CreateTenant(
-        self, request: tenancy_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext
+        self, request: tenancy_pb2.CreateTenantRequest, context: Context
     ) -> tenancy_pb2.Tenant:
         _require_platform_admin()
         tenant = request.tenant
@@ -110,7 +110,7 @@ class TenantApi(tenancy_pb2_grpc.TenantServiceServicer):
         return _tenant_proto(await self._store.create_tenant(tenant.display_name.strip(), tier))
 
     async def GetTenant(
-        self, request: tenancy_pb2.GetTenantRequest, context: grpc.aio.ServicerContext
+        self, request: tenancy_pb2.GetTenantRequest, context: Context
     ) -> tenancy_pb2.Tenant:
         tenant_id = _tenant_in_reach(request.tenant_id, "tenant_id", needs_admin=False)
         row = await self._store.get_tenant(tenant_id)
@@ -119,13 +119,15 @@ class TenantApi(tenancy_pb2_grpc.TenantServiceServicer):
         return _tenant_proto(row)
 
     async def CreateApiKey(
-        self, request: tenancy_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+        self, request: tenancy_pb2.CreateApiKeyRequest, context: Context
     ) -> tenancy_pb2.CreateApiKeyResponse:
         tenant_id = _tenant_in_reach(request.tenant_id, "tenant_id", needs_admin=True)
         key = request.api_key
         violations = validate_scopes(list(key.scopes), "api_key.scopes")
         if len(key.display_name) > 200:
-            violations.append(FieldViolation("api_key.display_name", "must be at most 200 characters"))
+            violations.append(
+                FieldViolation("api_key.display_name", "must be at most 200 characters")
+            )
         require(violations)
         new = generate_key()
         row = await self._store.create_key(
@@ -140,7 +142,7 @@ class TenantApi(tenancy_pb2_grpc.TenantServiceServicer):
         return tenancy_pb2.CreateApiKeyResponse(api_key=_key_proto(row), secret=new.secret)
 
     async def ListApiKeys(
-        self, request: tenancy_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+        self, request: tenancy_pb2.ListApiKeysRequest, context: Context
     ) -> tenancy_pb2.ListApiKeysResponse:
         tenant_id = _tenant_in_reach(request.tenant_id, "tenant_id", needs_admin=True)
         size = page_size(request.page_size, default=50)
@@ -159,7 +161,7 @@ class TenantApi(tenancy_pb2_grpc.TenantServiceServicer):
         return response
 
     async def DeleteApiKey(
-        self, request: tenancy_pb2.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
+        self, request: tenancy_pb2.DeleteApiKeyRequest, context: Context
     ) -> empty_pb2.Empty:
         tenant_id = _tenant_in_reach(request.tenant_id, "tenant_id", needs_admin=True)
         key_id = _parse_id(request.key_id, "key_id")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+
 from hygoshop.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from hygoshop_platform.cache import cache_from_url
 from hygoshop_platform.db import assert_safe_role, create_engine
 from hygoshop_platform.server import ServiceServer, create_server
-
 from hygoshop_tenancy.api import TenantApi
-from hygoshop_tenancy.authz import Authenticator, AuthCache, AuthorizationService
+from hygoshop_tenancy.authz import AuthCache, Authenticator, AuthorizationService
 from hygoshop_tenancy.config import SCHEMA, TenancySettings
 from hygoshop_tenancy.store import TenancyStore
 
@@ -30,7 +30,11 @@ async def build(settings: TenancySettings) -> ServiceServer:
     server = create_server(
         base,
         [
-            (tenancy_pb2_grpc.add_TenantServiceServicer_to_server, TenantApi(store, auth_cache), TENANT_SERVICE),
+            (
+                tenancy_pb2_grpc.add_TenantServiceServicer_to_server,
+                TenantApi(store, auth_cache),
+                TENANT_SERVICE,
+            ),
             (
                 external_auth_pb2_grpc.add_AuthorizationServicer_to_server,
                 AuthorizationService(authenticator),

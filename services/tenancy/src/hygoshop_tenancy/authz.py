@@ -11,19 +11,19 @@ import json
 import logging
 from dataclasses import dataclass
 
-import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
+
 from hygoshop_platform.cache import KVCache
+from hygoshop_platform.server import Context
 from hygoshop_platform.tenancy import (
     KEY_ID_HEADER,
     PLATFORM_ADMIN_SCOPE,
     SCOPES_HEADER,
     TENANT_HEADER,
 )
-
 from hygoshop_tenancy.domain.keys import bearer_token, digest_key, digests_match, parse_prefix
 from hygoshop_tenancy.store import TenancyStore
 
@@ -53,7 +53,7 @@ class AuthCache:
         self._cache = cache
         self._ttl = ttl_seconds
 
-    async def get(self, digest: str) -> Principal | None | bytes:
+    async def get(self, digest: str) -> Principal | bytes | None:
         if self._ttl <= 0:
             return None
         try:
@@ -116,7 +116,10 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
 
 
 def allow(principal: Principal) -> external_auth_pb2.CheckResponse:
-    headers = [_header(SCOPES_HEADER, " ".join(principal.scopes)), _header(KEY_ID_HEADER, principal.key_id)]
+    headers = [
+        _header(SCOPES_HEADER, " ".join(principal.scopes)),
+        _header(KEY_ID_HEADER, principal.key_id),
+    ]
     # The key never travels past the gateway; a tenant header the client sent never does either.
     remove = ["authorization"]
     if principal.tenant_id is None:
@@ -161,7 +164,7 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         self._authenticator = authenticator
 
     async def Check(
-        self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
+        self, request: external_auth_pb2.CheckRequest, context: Context
     ) -> external_auth_pb2.CheckResponse:
         headers = request.attributes.request.http.headers
         token = bearer_token(headers.get("authorization", ""))

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from hygoshop_platform.db import tenant_transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hygoshop_platform.db import tenant_transaction
 from hygoshop_tenancy.domain.tenants import Tier
 
 

@@ -19,7 +19,13 @@ def test_generated_key_parses_to_its_prefix_and_digest_is_not_the_key() -> None:
 
 
 def test_malformed_keys_have_no_prefix() -> None:
-    for presented in ["", "hyg_short_x", "abc_abcdefghijkl_" + "x" * 40, "hyg_ABCDEFGHIJKL_" + "x" * 40, "hyg_abcdefghijkl_short"]:
+    for presented in [
+        "",
+        "hyg_short_x",
+        "abc_abcdefghijkl_" + "x" * 40,
+        "hyg_ABCDEFGHIJKL_" + "x" * 40,
+        "hyg_abcdefghijkl_short",
+    ]:
         assert parse_prefix(presented) is None
 
 

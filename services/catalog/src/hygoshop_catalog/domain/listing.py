@@ -89,7 +89,9 @@ UPDATABLE_FIELDS = (
 )
 
 
-def apply_update(current: ListingContent, new: ListingContent, paths: tuple[str, ...]) -> ListingContent:
+def apply_update(
+    current: ListingContent, new: ListingContent, paths: tuple[str, ...]
+) -> ListingContent:
     """The content after replacing the named top-level fields (repeated fields replace whole)."""
     values = {name: getattr(current, name) for name in UPDATABLE_FIELDS}
     for path in paths:

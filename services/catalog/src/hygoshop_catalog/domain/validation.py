@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from hygoshop_platform.errors import FieldViolation
-
 from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
+from hygoshop_platform.errors import FieldViolation
 
 MAX_TITLE = 255
 MAX_DESCRIPTION = 20_000
@@ -37,7 +36,9 @@ def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
     return any(ord(c) < 32 and c not in allowed for c in text)
 
 
-def _text(value: str, path: str, limit: int, *, required: bool = False, multiline: bool = False) -> list[FieldViolation]:
+def _text(
+    value: str, path: str, limit: int, *, required: bool = False, multiline: bool = False
+) -> list[FieldViolation]:
     if required and not value.strip():
         return [FieldViolation(path, "must not be empty")]
     if len(value) > limit:
@@ -60,7 +61,9 @@ def gtin_is_valid(gtin: str) -> bool:
 def validate_money(money: Money, path: str) -> list[FieldViolation]:
     violations = []
     if not _CURRENCY.match(money.currency):
-        violations.append(FieldViolation(f"{path}.currency_code", "must be a 3-letter ISO 4217 code"))
+        violations.append(
+            FieldViolation(f"{path}.currency_code", "must be a 3-letter ISO 4217 code")
+        )
     if money.amount < 0:
         violations.append(FieldViolation(path, "must not be negative"))
     elif money.amount >= MAX_PRICE:
@@ -68,15 +71,25 @@ def validate_money(money: Money, path: str) -> list[FieldViolation]:
     return violations
 
 
-def _map(values: dict[str, str], path: str, max_entries: int, max_key: int, max_value: int) -> list[FieldViolation]:
+def _map(
+    values: dict[str, str], path: str, max_entries: int, max_key: int, max_value: int
+) -> list[FieldViolation]:
     if len(values) > max_entries:
         return [FieldViolation(path, f"must have at most {max_entries} entries")]
     violations = []
     for key, value in values.items():
         if not key.strip() or len(key) > max_key or _has_control_chars(key):
-            violations.append(FieldViolation(f"{path}[{key[:40]!r}]", f"key must be 1-{max_key} printable characters"))
+            violations.append(
+                FieldViolation(
+                    f"{path}[{key[:40]!r}]", f"key must be 1-{max_key} printable characters"
+                )
+            )
         elif len(value) > max_value or _has_control_chars(value):
-            violations.append(FieldViolation(f"{path}[{key!r}]", f"value must be at most {max_value} printable characters"))
+            violations.append(
+                FieldViolation(
+                    f"{path}[{key!r}]", f"value must be at most {max_value} printable characters"
+                )
+            )
     return violations
 
 
@@ -85,13 +98,21 @@ def _variant(variant: Variant, path: str) -> list[FieldViolation]:
     if not variant.sku:
         v.append(FieldViolation(f"{path}.sku", "must not be empty"))
     elif len(variant.sku) > MAX_SKU or not _SKU.match(variant.sku):
-        v.append(FieldViolation(f"{path}.sku", f"must be 1-{MAX_SKU} characters of letters, digits and . _ - /"))
+        v.append(
+            FieldViolation(
+                f"{path}.sku", f"must be 1-{MAX_SKU} characters of letters, digits and . _ - /"
+            )
+        )
     v += _map(variant.options, f"{path}.options", MAX_OPTIONS, MAX_OPTION_TEXT, MAX_OPTION_TEXT)
     v += validate_money(variant.price, f"{path}.price")
     if variant.compare_at_price is not None:
         v += validate_money(variant.compare_at_price, f"{path}.compare_at_price")
         if variant.compare_at_price.currency != variant.price.currency:
-            v.append(FieldViolation(f"{path}.compare_at_price.currency_code", "must be the price's currency"))
+            v.append(
+                FieldViolation(
+                    f"{path}.compare_at_price.currency_code", "must be the price's currency"
+                )
+            )
     for name in ("inventory_quantity", "weight_grams"):
         value = getattr(variant, name)
         if not 0 <= value <= MAX_QUANTITY:
@@ -100,7 +121,9 @@ def _variant(variant: Variant, path: str) -> list[FieldViolation]:
         if not 0 <= getattr(variant.dimensions, name) <= MAX_QUANTITY:
             v.append(FieldViolation(f"{path}.dimensions.{name}", "must not be negative"))
     if variant.gtin and not gtin_is_valid(variant.gtin):
-        v.append(FieldViolation(f"{path}.gtin", "must be a GTIN-8/12/13/14 with a valid check digit"))
+        v.append(
+            FieldViolation(f"{path}.gtin", "must be a GTIN-8/12/13/14 with a valid check digit")
+        )
     v += _text(variant.mpn, f"{path}.mpn", MAX_MPN)
     return v
 
@@ -110,7 +133,13 @@ def validate_content(content: ListingContent, prefix: str = "listing") -> list[F
     v += _text(content.description, f"{prefix}.description", MAX_DESCRIPTION, multiline=True)
     v += _text(content.brand, f"{prefix}.brand", MAX_BRAND)
     v += _text(content.category, f"{prefix}.category", MAX_CATEGORY)
-    v += _map(content.attributes, f"{prefix}.attributes", MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE)
+    v += _map(
+        content.attributes,
+        f"{prefix}.attributes",
+        MAX_ATTRIBUTES,
+        MAX_ATTRIBUTE_KEY,
+        MAX_ATTRIBUTE_VALUE,
+    )
     if not content.variants:
         v.append(FieldViolation(f"{prefix}.variants", "at least one variant is required"))
     elif len(content.variants) > MAX_VARIANTS:
@@ -120,7 +149,9 @@ def validate_content(content: ListingContent, prefix: str = "listing") -> list[F
         for i, variant in enumerate(content.variants):
             v += _variant(variant, f"{prefix}.variants[{i}]")
             if variant.sku in seen:
-                v.append(FieldViolation(f"{prefix}.variants[{i}].sku", "repeats another variant's sku"))
+                v.append(
+                    FieldViolation(f"{prefix}.variants[{i}].sku", "repeats another variant's sku")
+                )
             seen.add(variant.sku)
     if len(content.images) > MAX_IMAGES:
         v.append(FieldViolation(f"{prefix}.images", f"must have at most {MAX_IMAGES} images"))

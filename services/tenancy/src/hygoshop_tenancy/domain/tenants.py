@@ -6,7 +6,6 @@ import enum
 from collections.abc import Sequence
 
 from hygoshop_platform.errors import FieldViolation
-
 from hygoshop_tenancy.domain.keys import TENANT_SCOPES
 
 MAX_NAME = 200
@@ -33,7 +32,9 @@ def validate_scopes(scopes: Sequence[str], field: str) -> list[FieldViolation]:
     if not scopes:
         return [FieldViolation(field, "at least one scope is required")]
     violations = [
-        FieldViolation(f"{field}[{i}]", f"unknown scope; allowed: {', '.join(sorted(TENANT_SCOPES))}")
+        FieldViolation(
+            f"{field}[{i}]", f"unknown scope; allowed: {', '.join(sorted(TENANT_SCOPES))}"
+        )
         for i, scope in enumerate(scopes)
         if scope not in TENANT_SCOPES
     ]
