@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_status import rpc_status
@@ -25,6 +25,11 @@ tracer = trace.get_tracer("hygoshop.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+
+if TYPE_CHECKING:  # the stubs are generic, the runtime class is not
+    _InterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _InterceptorBase = grpc.aio.ServerInterceptor
 
 # Methods served without a caller (health, reflection) are not wrapped.
 _UNWRAPPED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -98,7 +103,7 @@ def _wrap(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
     return wrapped
 
 
-class ChassisInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+class ChassisInterceptor(_InterceptorBase):
     """Wraps every unary method of a service with caller context, tracing and errors."""
 
     async def intercept_service(
