@@ -11,23 +11,24 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hygoshop_catalog.config import SCHEMA as CATALOG
 from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
 from hygoshop_catalog.store import CatalogStore
 from hygoshop_platform.db import (
+    Pool,
     UnsafeDatabaseRole,
     assert_safe_role,
-    create_engine,
-    sqlalchemy_url,
+    open_pool,
     tenant_transaction,
 )
+from hygoshop_platform.infra import to_sqlalchemy_url
 from hygoshop_platform.rls import role_offenders, tenant_table_offenders
 from tests.support import SCHEMAS, PlatformDatabase
 
@@ -37,16 +38,16 @@ SCHEMA_NAMES = [s.schema for s in SCHEMAS]
 
 @pytest.fixture(scope="module")
 def admin_engine(platform_db: PlatformDatabase) -> Iterator[sqlalchemy.Engine]:
-    engine = sqlalchemy.create_engine(sqlalchemy_url(platform_db.admin_url))
+    engine = sqlalchemy.create_engine(to_sqlalchemy_url(platform_db.admin_url))
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-async def catalog_engine(platform_db: PlatformDatabase) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(platform_db.app_url(CATALOG), pool_size=2)
-    yield engine
-    await engine.dispose()
+async def catalog_pool(platform_db: PlatformDatabase) -> AsyncIterator[Pool]:
+    pool = await open_pool(platform_db.app_url(CATALOG), size=2)
+    yield pool
+    await pool.close()
 
 
 def _content(sku: str) -> ListingContent:
@@ -88,122 +89,122 @@ def test_application_roles_cannot_escape_rls(admin_engine: sqlalchemy.Engine) ->
 
 
 async def test_service_refuses_to_start_as_a_privileged_role(platform_db: PlatformDatabase) -> None:
-    engine = create_engine(platform_db.admin_url, pool_size=1)
+    pool = await open_pool(platform_db.admin_url, size=1)
     try:
         with pytest.raises(UnsafeDatabaseRole, match="superuser=True"):
-            await assert_safe_role(engine, "catalog")
+            await assert_safe_role(pool, "catalog")
     finally:
-        await engine.dispose()
+        await pool.close()
 
 
-async def test_cross_tenant_matrix(catalog_engine: AsyncEngine) -> None:
-    store = CatalogStore(catalog_engine)
+async def test_cross_tenant_matrix(catalog_pool: Pool) -> None:
+    store = CatalogStore(catalog_pool)
     tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
     a = await store.create(tenant_a, _content(f"A-{uuid.uuid4().hex[:8]}"), None)
     b = await store.create(tenant_b, _content(f"B-{uuid.uuid4().hex[:8]}"), None)
 
-    async with tenant_transaction(catalog_engine, tenant_a) as conn:
+    async with tenant_transaction(catalog_pool, tenant_a) as conn:
         for table in ("catalog.listings", "catalog.variants"):
             seen = await conn.execute(
-                text(f"SELECT tenant_id FROM {table} WHERE listing_id = :b"), {"b": b.listing_id}
+                f"SELECT tenant_id FROM {table} WHERE listing_id = %s", (b.listing_id,)
             )
-            assert seen.all() == []
+            assert await seen.fetchall() == []
             updated = await conn.execute(
-                text(f"UPDATE {table} SET tenant_id = tenant_id WHERE listing_id = :b"),
-                {"b": b.listing_id},
+                f"UPDATE {table} SET tenant_id = tenant_id WHERE listing_id = %s", (b.listing_id,)
             )
             assert updated.rowcount == 0
             deleted = await conn.execute(
-                text(f"DELETE FROM {table} WHERE listing_id = :b"), {"b": b.listing_id}
+                f"DELETE FROM {table} WHERE listing_id = %s", (b.listing_id,)
             )
             assert deleted.rowcount == 0
-        # The WHERE clause naming B's tenant does not help either.
+        # A WHERE clause naming B's tenant does not help either.
         sneaky = await conn.execute(
-            text("SELECT 1 FROM catalog.listings WHERE tenant_id = :b"), {"b": tenant_b}
+            "SELECT 1 FROM catalog.listings WHERE tenant_id = %s", (tenant_b,)
         )
-        assert sneaky.all() == []
+        assert await sneaky.fetchall() == []
 
-    statements = [
+    statements: list[tuple[str, tuple[object, ...]]] = [
         # insert with B's id
         (
-            "INSERT INTO catalog.listings (tenant_id, listing_id, title, status) VALUES (:b, :new, 'x', 'draft')",
-            {"b": tenant_b, "new": uuid.uuid4()},
+            "INSERT INTO catalog.listings (tenant_id, listing_id, title, status)"
+            " VALUES (%s, %s, 'x', 'draft')",
+            (tenant_b, uuid.uuid4()),
         ),
-        # move A's row to B
+        # move A's rows to B
         (
-            "UPDATE catalog.listings SET tenant_id = :b WHERE listing_id = :a",
-            {"b": tenant_b, "a": a.listing_id},
+            "UPDATE catalog.listings SET tenant_id = %s WHERE listing_id = %s",
+            (tenant_b, a.listing_id),
         ),
         (
-            "UPDATE catalog.variants SET tenant_id = :b WHERE listing_id = :a",
-            {"b": tenant_b, "a": a.listing_id},
+            "UPDATE catalog.variants SET tenant_id = %s WHERE listing_id = %s",
+            (tenant_b, a.listing_id),
         ),
     ]
     for sql, params in statements:
-        with pytest.raises(DBAPIError) as info:
-            async with tenant_transaction(catalog_engine, tenant_a) as conn:
-                await conn.execute(text(sql), params)
-        assert getattr(info.value.orig, "sqlstate", None) == "42501", sql
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # SQLSTATE 42501
+            async with tenant_transaction(catalog_pool, tenant_a) as conn:
+                await conn.execute(sql, params)
 
-    # B's row is intact, seen from B.
+    # Both rows are intact, each seen from its own tenant.
     assert await store.get(tenant_b, b.listing_id) == b
+    assert await store.get(tenant_a, a.listing_id) == a
 
 
-async def test_foreign_key_to_another_tenants_parent_fails(catalog_engine: AsyncEngine) -> None:
-    store = CatalogStore(catalog_engine)
+async def test_foreign_key_to_another_tenants_parent_fails(catalog_pool: Pool) -> None:
+    store = CatalogStore(catalog_pool)
     tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
     b = await store.create(tenant_b, _content(f"B-{uuid.uuid4().hex[:8]}"), None)
-    with pytest.raises(DBAPIError) as info:
-        async with tenant_transaction(catalog_engine, tenant_a) as conn:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        async with tenant_transaction(catalog_pool, tenant_a) as conn:
             await conn.execute(
-                text(
-                    "INSERT INTO catalog.variants (tenant_id, listing_id, position, sku, currency, price)"
-                    " VALUES (:a, :b_listing, 0, 'X', 'USD', 1)"
-                ),
-                {"a": tenant_a, "b_listing": b.listing_id},
+                "INSERT INTO catalog.variants (tenant_id, listing_id, position, sku, currency, price)"
+                " VALUES (%s, %s, 0, 'X', 'USD', 1)",
+                (tenant_a, b.listing_id),
             )
-    assert getattr(info.value.orig, "sqlstate", None) == "23503"
 
 
-async def test_missing_tenant_context_fails_closed(catalog_engine: AsyncEngine) -> None:
-    store = CatalogStore(catalog_engine)
+async def _count(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT count(*) AS n FROM catalog.listings")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_missing_tenant_context_fails_closed(catalog_pool: Pool) -> None:
+    store = CatalogStore(catalog_pool)
     tenant = uuid.uuid4()
     await store.create(tenant, _content(f"C-{uuid.uuid4().hex[:8]}"), None)
-    async with catalog_engine.connect() as conn:
+    async with catalog_pool.connection() as conn:
         # No setting at all.
-        assert (await conn.execute(text("SELECT count(*) FROM catalog.listings"))).scalar_one() == 0
+        assert await _count(conn) == 0
         await conn.commit()
         # A setting local to a finished transaction leaves an empty string behind.
-        await conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant)})
-        assert (await conn.execute(text("SELECT count(*) FROM catalog.listings"))).scalar_one() >= 1
+        await conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(tenant),))
+        assert await _count(conn) >= 1
         await conn.commit()
-        assert (
-            await conn.execute(text("SELECT current_setting('app.tenant_id', true)"))
-        ).scalar_one() == ""
-        assert (await conn.execute(text("SELECT count(*) FROM catalog.listings"))).scalar_one() == 0
+        cur = await conn.execute("SELECT current_setting('app.tenant_id', true)")
+        assert (await cur.fetchone())[0] == ""  # type: ignore[index]
+        assert await _count(conn) == 0
         await conn.commit()
         # A malformed id is an error, never rows.
-        await conn.execute(text("SELECT set_config('app.tenant_id', 'not-a-uuid', true)"))
-        with pytest.raises(DBAPIError) as info:
-            await conn.execute(text("SELECT count(*) FROM catalog.listings"))
-        assert getattr(info.value.orig, "sqlstate", None) == "22P02"
+        await conn.execute("SELECT set_config('app.tenant_id', 'not-a-uuid', true)")
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):  # 22P02
+            await _count(conn)
         await conn.rollback()
         # Writes without a tenant fail.
-        with pytest.raises(DBAPIError) as info:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             await conn.execute(
-                text(
-                    "INSERT INTO catalog.listings (tenant_id, listing_id, title, status) VALUES (:t, :id, 'x', 'draft')"
-                ),
-                {"t": tenant, "id": uuid.uuid4()},
+                "INSERT INTO catalog.listings (tenant_id, listing_id, title, status)"
+                " VALUES (%s, %s, 'x', 'draft')",
+                (tenant, uuid.uuid4()),
             )
-        assert getattr(info.value.orig, "sqlstate", None) == "42501"
         await conn.rollback()
 
 
-async def test_pool_never_leaks_a_tenant_between_requests(catalog_engine: AsyncEngine) -> None:
+async def test_pool_never_leaks_a_tenant_between_requests(catalog_pool: Pool) -> None:
     """10,000 requests over a pool of 2, alternating random tenants, 5% failing mid-transaction."""
     tenants = [uuid.uuid4() for _ in range(4)]
-    store = CatalogStore(catalog_engine)
+    store = CatalogStore(catalog_pool)
     for tenant in tenants:
         await store.create(tenant, _content(f"P-{uuid.uuid4().hex[:8]}"), None)
     rng = random.Random(7)
@@ -216,13 +217,9 @@ async def test_pool_never_leaks_a_tenant_between_requests(catalog_engine: AsyncE
     async def request(tenant: uuid.UUID, fail: bool) -> None:
         nonlocal wrong, failures
         try:
-            async with tenant_transaction(catalog_engine, tenant) as conn:
-                rows = (
-                    (await conn.execute(text("SELECT tenant_id FROM catalog.listings")))
-                    .scalars()
-                    .all()
-                )
-                wrong += sum(1 for r in rows if r != tenant)
+            async with tenant_transaction(catalog_pool, tenant) as conn:
+                cur = await conn.execute("SELECT tenant_id FROM catalog.listings")
+                wrong += sum(1 for row in await cur.fetchall() if row.tenant_id != tenant)
                 if fail:
                     raise Boom
         except Boom:

@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import psycopg
 from grpc_status import rpc_status
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from psycopg_pool import PoolTimeout
 
 from hygoshop_platform.errors import DomainError, internal_status, unavailable_status
 from hygoshop_platform.telemetry import TENANT_ATTRIBUTE
@@ -36,14 +38,8 @@ _UNWRAPPED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 def _is_transient_db_error(exc: BaseException) -> bool:
-    # Imported lazily: a service without a database does not pay for psycopg.
-    try:
-        import psycopg
-        from sqlalchemy.exc import DBAPIError
-    except ImportError:  # pragma: no cover - both are chassis dependencies
-        return False
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(cause, psycopg.OperationalError)
+    """The database is down or saturated: the caller may retry (UNAVAILABLE)."""
+    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
 
 
 async def _abort_for(exc: BaseException, context: Context, method: str) -> None:

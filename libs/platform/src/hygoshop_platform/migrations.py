@@ -15,7 +15,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
-from hygoshop_platform.db import sqlalchemy_url
+from hygoshop_platform.infra.postgres import to_sqlalchemy_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ def ensure_schema_and_roles(conn: Connection, spec: SchemaSpec, app_password: st
 
 def upgrade(admin_url: str, spec: SchemaSpec, *, app_password: str | None = None) -> None:
     """Create the schema and roles if needed, then apply every migration (idempotent)."""
-    engine = create_engine(sqlalchemy_url(admin_url), future=True)
+    engine = create_engine(to_sqlalchemy_url(admin_url))
     try:
         with engine.begin() as conn:
             # Serialize concurrent migrators (several replicas starting at once).

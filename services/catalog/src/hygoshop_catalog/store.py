@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 
 from hygoshop_catalog.domain.listing import (
     Dimensions,
@@ -23,7 +21,7 @@ from hygoshop_catalog.domain.listing import (
     Money,
     Variant,
 )
-from hygoshop_platform.db import tenant_transaction
+from hygoshop_platform.db import Connection, Pool, tenant_transaction
 from hygoshop_platform.errors import AlreadyExists
 
 # Variants come back as one JSON array per listing (one round trip); money as text so
@@ -86,32 +84,28 @@ def _listing_params(content: ListingContent) -> dict[str, Any]:
         "description": content.description,
         "brand": content.brand,
         "category": content.category,
-        "attributes": json.dumps(content.attributes),
-        "images": json.dumps([{"key": i.key, "alt_text": i.alt_text} for i in content.images]),
+        "attributes": Jsonb(content.attributes),
+        "images": Jsonb([{"key": i.key, "alt_text": i.alt_text} for i in content.images]),
         "status": content.status.value,
     }
 
 
 class CatalogStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
 
     async def get(self, tenant_id: uuid.UUID, listing_id: uuid.UUID) -> Listing | None:
-        async with tenant_transaction(self._engine, tenant_id) as conn:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
             return await self._get(conn, tenant_id, listing_id)
 
     async def _get(
-        self,
-        conn: AsyncConnection,
-        tenant_id: uuid.UUID,
-        listing_id: uuid.UUID,
-        *,
-        lock: bool = False,
+        self, conn: Connection, tenant_id: uuid.UUID, listing_id: uuid.UUID, *, lock: bool = False
     ) -> Listing | None:
-        sql = _SELECT + " WHERE l.tenant_id = :tenant AND l.listing_id = :id"
+        sql = _SELECT + " WHERE l.tenant_id = %(tenant)s AND l.listing_id = %(id)s"
         if lock:
             sql += " FOR UPDATE OF l"
-        row = (await conn.execute(text(sql), {"tenant": tenant_id, "id": listing_id})).one_or_none()
+        cur = await conn.execute(sql, {"tenant": tenant_id, "id": listing_id})
+        row = await cur.fetchone()
         return None if row is None else _listing(row)
 
     async def list(
@@ -123,53 +117,51 @@ class CatalogStore:
         after: tuple[datetime, uuid.UUID] | None,
     ) -> list[Listing]:
         """Newest update first; `after` is the (update_time, listing_id) of the last row seen."""
-        where = ["l.tenant_id = :tenant"]
+        where = ["l.tenant_id = %(tenant)s"]
         params: dict[str, Any] = {"tenant": tenant_id, "limit": limit}
         if flt.status is not None:
-            where.append("l.status = :status")
+            where.append("l.status = %(status)s")
             params["status"] = flt.status.value
         if flt.updated_after is not None:
-            where.append("l.update_time >= :updated_after")
+            where.append("l.update_time >= %(updated_after)s")
             params["updated_after"] = flt.updated_after
         if after is not None:
-            where.append("(l.update_time, l.listing_id) < (:after_time, :after_id)")
+            where.append("(l.update_time, l.listing_id) < (%(after_time)s, %(after_id)s)")
             params.update(after_time=after[0], after_id=after[1])
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY l.update_time DESC, l.listing_id DESC LIMIT :limit"
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            return [_listing(r) for r in await conn.execute(text(sql), params)]
+        sql = (
+            f"{_SELECT} WHERE {' AND '.join(where)}"
+            " ORDER BY l.update_time DESC, l.listing_id DESC LIMIT %(limit)s"
+        )
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(sql, params)
+            return [_listing(r) for r in await cur.fetchall()]
 
     async def create(
         self, tenant_id: uuid.UUID, content: ListingContent, request_id: str | None
     ) -> Listing:
         """Insert; with a request id already used by this tenant, return that listing instead."""
         listing_id = uuid.uuid4()
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            inserted = (
-                await conn.execute(
-                    text(
-                        "INSERT INTO catalog.listings (tenant_id, listing_id, title, description, brand,"
-                        " category, attributes, images, status, request_id) VALUES (:tenant, :id, :title,"
-                        " :description, :brand, :category, CAST(:attributes AS jsonb),"
-                        " CAST(:images AS jsonb), :status, :request_id)"
-                        " ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING listing_id"
-                    ),
-                    {
-                        "tenant": tenant_id,
-                        "id": listing_id,
-                        "request_id": request_id,
-                        **_listing_params(content),
-                    },
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "INSERT INTO catalog.listings (tenant_id, listing_id, title, description, brand,"
+                " category, attributes, images, status, request_id) VALUES (%(tenant)s, %(id)s,"
+                " %(title)s, %(description)s, %(brand)s, %(category)s, %(attributes)s, %(images)s,"
+                " %(status)s, %(request_id)s)"
+                " ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING listing_id",
+                {
+                    "tenant": tenant_id,
+                    "id": listing_id,
+                    "request_id": request_id,
+                    **_listing_params(content),
+                },
+            )
+            if await cur.fetchone() is None:
+                cur = await conn.execute(
+                    "SELECT listing_id FROM catalog.listings WHERE tenant_id = %s AND request_id = %s",
+                    (tenant_id, request_id),
                 )
-            ).one_or_none()
-            if inserted is None:
-                existing = (
-                    await conn.execute(
-                        text(
-                            "SELECT listing_id FROM catalog.listings WHERE tenant_id = :t AND request_id = :r"
-                        ),
-                        {"t": tenant_id, "r": request_id},
-                    )
-                ).one()
+                existing = await cur.fetchone()
+                assert existing is not None
                 listing_id = existing.listing_id
             else:
                 await self._insert_variants(conn, tenant_id, listing_id, content.variants)
@@ -181,88 +173,81 @@ class CatalogStore:
         self,
         tenant_id: uuid.UUID,
         listing_id: uuid.UUID,
-        change: Any,
+        change: Callable[[Listing], tuple[ListingContent, bool]],
     ) -> Listing | None:
         """Lock the listing, let `change(current) -> (content, variants_changed)` decide, write.
 
         `change` may raise a domain error (validation, etag mismatch): nothing is written.
         """
-        async with tenant_transaction(self._engine, tenant_id) as conn:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
             current = await self._get(conn, tenant_id, listing_id, lock=True)
             if current is None:
                 return None
             content, variants_changed = change(current)
             await conn.execute(
-                text(
-                    "UPDATE catalog.listings SET title = :title, description = :description,"
-                    " brand = :brand, category = :category, attributes = CAST(:attributes AS jsonb),"
-                    " images = CAST(:images AS jsonb), status = :status, version = version + 1,"
-                    " update_time = clock_timestamp() WHERE tenant_id = :tenant AND listing_id = :id"
-                ),
+                "UPDATE catalog.listings SET title = %(title)s, description = %(description)s,"
+                " brand = %(brand)s, category = %(category)s, attributes = %(attributes)s,"
+                " images = %(images)s, status = %(status)s, version = version + 1,"
+                " update_time = clock_timestamp()"
+                " WHERE tenant_id = %(tenant)s AND listing_id = %(id)s",
                 {"tenant": tenant_id, "id": listing_id, **_listing_params(content)},
             )
             if variants_changed:
                 await conn.execute(
-                    text("DELETE FROM catalog.variants WHERE tenant_id = :t AND listing_id = :id"),
-                    {"t": tenant_id, "id": listing_id},
+                    "DELETE FROM catalog.variants WHERE tenant_id = %s AND listing_id = %s",
+                    (tenant_id, listing_id),
                 )
                 await self._insert_variants(conn, tenant_id, listing_id, content.variants)
             return await self._get(conn, tenant_id, listing_id)
 
     async def delete(self, tenant_id: uuid.UUID, listing_id: uuid.UUID) -> bool:
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            result = await conn.execute(
-                text(
-                    "DELETE FROM catalog.listings WHERE tenant_id = :t AND listing_id = :id RETURNING 1"
-                ),
-                {"t": tenant_id, "id": listing_id},
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "DELETE FROM catalog.listings WHERE tenant_id = %s AND listing_id = %s",
+                (tenant_id, listing_id),
             )
-            return result.first() is not None
+            return cur.rowcount > 0
 
     async def _insert_variants(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         tenant_id: uuid.UUID,
         listing_id: uuid.UUID,
         variants: Sequence[Variant],
     ) -> None:
         rows = [
-            {
-                "tenant": tenant_id,
-                "listing": listing_id,
-                "position": position,
-                "sku": v.sku,
-                "options": json.dumps(v.options),
-                "currency": v.price.currency,
-                "price": v.price.amount,
-                "compare_at": None if v.compare_at_price is None else v.compare_at_price.amount,
-                "inventory": v.inventory_quantity,
-                "weight": v.weight_grams,
-                "length": v.dimensions.length_mm,
-                "width": v.dimensions.width_mm,
-                "height": v.dimensions.height_mm,
-                "gtin": v.gtin,
-                "mpn": v.mpn,
-            }
+            (
+                tenant_id,
+                listing_id,
+                position,
+                v.sku,
+                Jsonb(v.options),
+                v.price.currency,
+                v.price.amount,
+                None if v.compare_at_price is None else v.compare_at_price.amount,
+                v.inventory_quantity,
+                v.weight_grams,
+                v.dimensions.length_mm,
+                v.dimensions.width_mm,
+                v.dimensions.height_mm,
+                v.gtin,
+                v.mpn,
+            )
             for position, v in enumerate(variants)
         ]
         try:
-            await conn.execute(
-                text(
+            async with conn.cursor() as cur:
+                await cur.executemany(
                     "INSERT INTO catalog.variants (tenant_id, listing_id, position, sku, options,"
-                    " currency, price, compare_at_price, inventory_quantity, weight_grams, length_mm,"
-                    " width_mm, height_mm, gtin, mpn) VALUES (:tenant, :listing, :position, :sku,"
-                    " CAST(:options AS jsonb), :currency, :price, :compare_at, :inventory, :weight,"
-                    " :length, :width, :height, :gtin, :mpn)"
-                ),
-                rows,
-            )
-        except IntegrityError as exc:
-            # The only unique key a client can hit here is (tenant_id, sku); say which sku
-            # without echoing database internals.
-            if getattr(exc.orig, "sqlstate", None) == "23505":
-                raise AlreadyExists(
-                    "a variant sku is already used by another listing of this tenant",
-                    reason="SKU_ALREADY_EXISTS",
-                ) from None
-            raise
+                    " currency, price, compare_at_price, inventory_quantity, weight_grams,"
+                    " length_mm, width_mm, height_mm, gtin, mpn)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+        except pg_errors.UniqueViolation:
+            # The only unique key a client can hit here is (tenant_id, sku); say so without
+            # echoing database internals (constraint names, values).
+            raise AlreadyExists(
+                "a variant sku is already used by another listing of this tenant",
+                reason="SKU_ALREADY_EXISTS",
+            ) from None

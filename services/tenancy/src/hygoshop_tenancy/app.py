@@ -6,7 +6,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from hygoshop.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from hygoshop_platform.cache import cache_from_url
-from hygoshop_platform.db import assert_safe_role, create_engine
+from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 from hygoshop_tenancy.api import TenantApi
 from hygoshop_tenancy.authz import AuthCache, Authenticator, AuthorizationService
@@ -19,11 +19,11 @@ AUTHZ_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].f
 
 async def build(settings: TenancySettings) -> ServiceServer:
     base = settings.base
-    engine = create_engine(
-        base.require_database_url(), pool_size=base.db_pool_size, application_name="tenancy"
+    pool = await open_pool(
+        base.require_database_url(), size=base.db_pool_size, application_name="tenancy"
     )
-    await assert_safe_role(engine, SCHEMA.schema)
-    store = TenancyStore(engine)
+    await assert_safe_role(pool, SCHEMA.schema)
+    store = TenancyStore(pool)
     kv = cache_from_url(settings.redis_url, namespace="hygoshop:tenancy:auth")
     auth_cache = AuthCache(kv, settings.auth_cache_ttl_seconds)
     authenticator = Authenticator(store, auth_cache, settings.platform_admin_api_key)
@@ -42,5 +42,5 @@ async def build(settings: TenancySettings) -> ServiceServer:
             ),
         ],
     )
-    server.on_stop.extend([engine.dispose, kv.close])
+    server.on_stop.extend([pool.close, kv.close])
     return server

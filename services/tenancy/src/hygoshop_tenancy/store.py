@@ -6,11 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from hygoshop_platform.db import tenant_transaction
+from hygoshop_platform.db import Pool, tenant_transaction
 from hygoshop_tenancy.domain.tenants import Tier
 
 
@@ -45,47 +43,42 @@ class KeyLookup:
 _KEY_COLUMNS = "tenant_id, key_id, prefix, display_name, scopes, create_time, revoke_time"
 
 
-def _key(row: object) -> ApiKeyRow:
+def _key(row: Any) -> ApiKeyRow:
     return ApiKeyRow(
-        tenant_id=row.tenant_id,  # type: ignore[attr-defined]
-        key_id=row.key_id,  # type: ignore[attr-defined]
-        prefix=row.prefix,  # type: ignore[attr-defined]
-        display_name=row.display_name,  # type: ignore[attr-defined]
-        scopes=tuple(row.scopes),  # type: ignore[attr-defined]
-        create_time=row.create_time,  # type: ignore[attr-defined]
-        revoke_time=row.revoke_time,  # type: ignore[attr-defined]
+        tenant_id=row.tenant_id,
+        key_id=row.key_id,
+        prefix=row.prefix,
+        display_name=row.display_name,
+        scopes=tuple(row.scopes),
+        create_time=row.create_time,
+        revoke_time=row.revoke_time,
     )
 
 
 class TenancyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
 
     async def create_tenant(self, display_name: str, tier: Tier) -> TenantRow:
         tenant_id = uuid.uuid4()
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "INSERT INTO tenancy.tenants (tenant_id, display_name, tier)"
-                        " VALUES (:id, :name, :tier) RETURNING create_time"
-                    ),
-                    {"id": tenant_id, "name": display_name, "tier": tier.value},
-                )
-            ).one()
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "INSERT INTO tenancy.tenants (tenant_id, display_name, tier)"
+                " VALUES (%s, %s, %s) RETURNING create_time",
+                (tenant_id, display_name, tier.value),
+            )
+            row = await cur.fetchone()
+        assert row is not None
         return TenantRow(tenant_id, display_name, tier, row.create_time)
 
     async def get_tenant(self, tenant_id: uuid.UUID) -> TenantRow | None:
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT tenant_id, display_name, tier, create_time FROM tenancy.tenants"
-                        " WHERE tenant_id = :id"
-                    ),
-                    {"id": tenant_id},
-                )
-            ).one_or_none()
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "SELECT tenant_id, display_name, tier, create_time FROM tenancy.tenants"
+                " WHERE tenant_id = %s",
+                (tenant_id,),
+            )
+            row = await cur.fetchone()
         if row is None:
             return None
         return TenantRow(row.tenant_id, row.display_name, Tier(row.tier), row.create_time)
@@ -100,33 +93,16 @@ class TenancyStore:
         scopes: Sequence[str],
     ) -> ApiKeyRow | None:
         """Insert a key; None when the tenant does not exist (seen through RLS)."""
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            exists = (
-                await conn.execute(
-                    text("SELECT 1 FROM tenancy.tenants WHERE tenant_id = :id"), {"id": tenant_id}
-                )
-            ).first()
-            if exists is None:
-                return None
-            row = (
-                await conn.execute(
-                    text(
-                        "INSERT INTO tenancy.api_keys"
-                        " (tenant_id, key_id, prefix, digest, display_name, scopes)"
-                        " VALUES (:tenant, :key, :prefix, :digest, :name, :scopes)"
-                        f" RETURNING {_KEY_COLUMNS}"
-                    ),
-                    {
-                        "tenant": tenant_id,
-                        "key": uuid.uuid4(),
-                        "prefix": prefix,
-                        "digest": digest,
-                        "name": display_name,
-                        "scopes": list(scopes),
-                    },
-                )
-            ).one()
-        return _key(row)
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "INSERT INTO tenancy.api_keys"
+                " (tenant_id, key_id, prefix, digest, display_name, scopes)"
+                " SELECT tenant_id, %s, %s, %s, %s, %s FROM tenancy.tenants WHERE tenant_id = %s"
+                f" RETURNING {_KEY_COLUMNS}",
+                (uuid.uuid4(), prefix, digest, display_name, list(scopes), tenant_id),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _key(row)
 
     async def list_keys(
         self, tenant_id: uuid.UUID, *, limit: int, after: tuple[str, str] | None
@@ -135,40 +111,32 @@ class TenancyStore:
         where = "TRUE"
         params: dict[str, object] = {"limit": limit}
         if after is not None:
-            where = "(create_time, key_id) > (CAST(:t AS timestamptz), CAST(:k AS uuid))"
+            where = "(create_time, key_id) > (%(t)s::timestamptz, %(k)s::uuid)"
             params.update(t=after[0], k=after[1])
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            rows = await conn.execute(
-                text(
-                    f"SELECT {_KEY_COLUMNS} FROM tenancy.api_keys WHERE {where}"
-                    " ORDER BY create_time, key_id LIMIT :limit"
-                ),
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM tenancy.api_keys WHERE {where}"
+                " ORDER BY create_time, key_id LIMIT %(limit)s",
                 params,
             )
-            return [_key(r) for r in rows]
+            return [_key(r) for r in await cur.fetchall()]
 
     async def revoke_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> str | None:
         """Revoke; returns the key's digest (to invalidate caches), None when not found."""
-        async with tenant_transaction(self._engine, tenant_id) as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "UPDATE tenancy.api_keys SET revoke_time = coalesce(revoke_time, now())"
-                        " WHERE key_id = :key RETURNING digest"
-                    ),
-                    {"key": key_id},
-                )
-            ).one_or_none()
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "UPDATE tenancy.api_keys SET revoke_time = coalesce(revoke_time, now())"
+                " WHERE key_id = %s RETURNING digest",
+                (key_id,),
+            )
+            row = await cur.fetchone()
         return None if row is None else str(row.digest)
 
     async def lookup_key(self, prefix: str) -> KeyLookup | None:
         """Find a key by prefix for the auth check, across tenants (SECURITY DEFINER)."""
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT * FROM tenancy.lookup_api_key(:prefix)"), {"prefix": prefix}
-                )
-            ).one_or_none()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM tenancy.lookup_api_key(%s)", (prefix,))
+            row = await cur.fetchone()
         if row is None:
             return None
         return KeyLookup(row.key_id, row.tenant_id, row.digest, tuple(row.scopes), row.revoked)
