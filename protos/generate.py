@@ -73,8 +73,8 @@ def generate(out: Path) -> None:
     protoc(
         f"--python_out={py_out}",
         f"--grpc_python_out={py_out}",
-        f"--mypy_out={py_out}",
-        f"--mypy_grpc_out={py_out}",
+        f"--mypy_out=quiet:{py_out}",
+        f"--mypy_grpc_out=quiet:{py_out}",
         *files,
     )
     # Regular packages (not namespace packages) so mypy and importers agree.
