@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shlex
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,10 @@ Logs in {stack.group.processes[0].log_path.parent if stack.group.processes[0].lo
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,6 +112,8 @@ def main() -> None:
         "--exit-after-start", action="store_true", help="start, seed, print, stop (for tests)"
     )
     args = parser.parse_args()
+    # `kill <launcher>` stops as gracefully as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

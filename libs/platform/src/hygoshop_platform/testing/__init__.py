@@ -1,0 +1,1 @@
+"""Pytest plugins shared by every package's tests (load with `pytest_plugins = [...]`)."""
