@@ -3,7 +3,9 @@
 The upsert key is the sku per tenant: a row whose first variant's sku already exists
 updates that listing (its variants are replaced); otherwise it creates one. A row whose
 other skus belong to a different listing, or that repeats a key sku of an earlier row in
-the same chunk, is refused as a row error instead of failing the whole chunk.
+the same chunk, is refused as a row error instead of failing the whole chunk. Images are
+never imported (they pass their checks only through :attachImage) and an update keeps
+the listing's attached images.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _TEMP_TABLES = """
 CREATE TEMP TABLE imp_listings (
     line_no int PRIMARY KEY, listing_id uuid NOT NULL, key_sku text NOT NULL,
     existing boolean NOT NULL DEFAULT false, title text, description text, brand text,
-    category text, attributes jsonb, images jsonb, status text
+    category text, attributes jsonb, status text
 ) ON COMMIT DROP;
 CREATE TEMP TABLE imp_variants (
     line_no int, position smallint, sku text, options jsonb, currency char(3),
@@ -43,15 +45,13 @@ async def _copy_rows(conn: Connection, rows: Sequence[tuple[int, ListingContent]
     async with conn.cursor() as cur:
         async with cur.copy(
             "COPY imp_listings (line_no, listing_id, key_sku, title, description, brand, category,"
-            " attributes, images, status) FROM STDIN"
+            " attributes, status) FROM STDIN"
         ) as copy:
             for number, c in rows:
                 await copy.write_row(
                     (
                         number, uuid.uuid4(), c.variants[0].sku, c.title, c.description, c.brand,
-                        c.category, Jsonb(c.attributes),
-                        Jsonb([{"key": i.key, "alt_text": i.alt_text} for i in c.images]),
-                        c.status.value,
+                        c.category, Jsonb(c.attributes), c.status.value,
                     )
                 )  # fmt: skip
         async with cur.copy(
@@ -127,13 +127,13 @@ async def upsert_listings(
     )
     cur = await conn.execute(
         "INSERT INTO catalog.listings AS l (tenant_id, listing_id, title, description, brand,"
-        " category, attributes, images, status)"
-        " SELECT %(t)s, listing_id, title, description, brand, category, attributes, images,"
-        " status FROM imp_listings"
+        " category, attributes, status)"
+        " SELECT %(t)s, listing_id, title, description, brand, category, attributes, status"
+        " FROM imp_listings"
         " ON CONFLICT (tenant_id, listing_id) DO UPDATE SET title = excluded.title,"
         " description = excluded.description, brand = excluded.brand,"
         " category = excluded.category, attributes = excluded.attributes,"
-        " images = excluded.images, status = excluded.status, version = l.version + 1,"
+        " status = excluded.status, version = l.version + 1,"
         " update_time = clock_timestamp()"
         " RETURNING l.listing_id, (l.version > 1) AS was_update",
         params,

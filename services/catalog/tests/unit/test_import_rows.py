@@ -89,3 +89,8 @@ def test_json_array_file() -> None:
     assert rows[0].content is not None
     assert rows[1].errors[0].description == "must be a JSON object (one listing)"
     assert next(iter(parse_json_array("{}"))).row == 0
+
+
+def test_images_cannot_be_smuggled_in_by_key() -> None:
+    row = parse_json_object(1, {"title": "t", "images": [{"key": "x.png"}], "variants": []})
+    assert row.errors[0].field == "images"

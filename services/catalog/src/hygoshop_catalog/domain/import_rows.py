@@ -26,7 +26,6 @@ from typing import Any
 
 from hygoshop_catalog.domain.listing import (
     Dimensions,
-    ImageRef,
     ListingContent,
     ListingStatus,
     Money,
@@ -53,7 +52,7 @@ _STATUS = {
     "archived": ListingStatus.ARCHIVED,
 }
 _LISTING_KEYS = {
-    "title", "description", "brand", "category", "attributes", "variants", "images", "status",
+    "title", "description", "brand", "category", "attributes", "variants", "status",
 }  # fmt: skip
 _VARIANT_KEYS = {
     "sku", "options", "price", "compare_at_price", "inventory_quantity", "weight_grams",
@@ -96,6 +95,9 @@ def _normalize(obj: dict[str, Any], allowed: set[str], path: str) -> dict[str, A
         name = _snake(key)
         if name in allowed:
             out[name] = value
+        elif name == "images" and not path:
+            # Images pass content checks only through :attachImage, never by key in a file.
+            raise _RowProblem("images", "cannot be imported; attach images with :attachImage")
         elif name not in _IGNORED_KEYS:
             raise _RowProblem(f"{path}{key}", "unknown field")
     return out
@@ -188,11 +190,8 @@ def _content_from_json(obj: Any) -> ListingContent:
         raise _RowProblem("", "must be a JSON object (one listing)")
     listing = _normalize(obj, _LISTING_KEYS, "")
     variants = listing.get("variants") or []
-    images = listing.get("images") or []
     if not isinstance(variants, list):
         raise _RowProblem("variants", "must be an array")
-    if not isinstance(images, list) or not all(isinstance(i, dict) for i in images):
-        raise _RowProblem("images", "must be an array of objects")
     return ListingContent(
         title=_str(listing.get("title"), "title"),
         description=_str(listing.get("description"), "description"),
@@ -200,13 +199,6 @@ def _content_from_json(obj: Any) -> ListingContent:
         category=_str(listing.get("category"), "category"),
         attributes=_str_map(listing.get("attributes"), "attributes"),
         variants=tuple(_variant(v, f"variants[{i}]") for i, v in enumerate(variants)),
-        images=tuple(
-            ImageRef(
-                _str(i.get("key"), f"images[{n}].key"),
-                _str(i.get("altText", i.get("alt_text")), f"images[{n}].alt_text"),
-            )
-            for n, i in enumerate(images)
-        ),
         status=_status(listing.get("status"), "status"),
     )
 
