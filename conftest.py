@@ -16,7 +16,7 @@ from tests.support import APP_PASSWORD, SCHEMAS, PlatformDatabase
 if TYPE_CHECKING:
     from hygoshop_platform.testing.postgres import MakeDatabase
 
-pytest_plugins = ["hygoshop_platform.testing.postgres"]
+pytest_plugins = ["hygoshop_platform.testing.postgres", "hygoshop_platform.testing.s3"]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,10 @@
 """`make run`: the whole platform on this machine, with embedded servers where none is configured.
 
 PostgreSQL: DATABASE_URL when set, else an embedded server with its data in .run/postgres.
+Object storage: S3_ENDPOINT_URL (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_BUCKET,
+S3_PUBLIC_ENDPOINT_URL) when set, else SeaweedFS with its data in .run/seaweedfs.
+Message bus: BUS_URL (or AMQP_URL) when set, e.g. RabbitMQ, else the PostgreSQL
+transport on the launcher's database (the `bus` schema).
 Redis: REDIS_URL when set, else the auth cache stays in-process. Then migrations, the
 services, Envoy; a demo tenant is seeded once and its key is printed and written to
 .run/env. Ctrl-C stops everything; the next `make run` reuses the data and the keys.
@@ -22,7 +26,9 @@ import httpx
 
 from deploy.services import StackOptions
 from deploy.stack import Stack, start_stack
+from hygoshop_platform.blobs import BlobSettings, ensure_bucket
 from hygoshop_platform.infra import create_database, find_or_start_postgres
+from hygoshop_platform.infra.s3 import S3Handle, find_or_start_s3
 from hygoshop_platform.telemetry import configure_logging
 
 log = logging.getLogger("hygoshop.launcher")
@@ -94,6 +100,18 @@ Logs in {stack.group.processes[0].log_path.parent if stack.group.processes[0].lo
     )
 
 
+def _object_storage(s3: S3Handle) -> BlobSettings:
+    """The catalog's bucket on `s3`; created when we run the server ourselves."""
+    settings = s3.blob_settings(
+        os.environ.get("S3_BUCKET") or DATABASE,
+        public_endpoint_url=os.environ.get("S3_PUBLIC_ENDPOINT_URL") or None,
+    )
+    if s3.source == "seaweedfs":
+        ensure_bucket(settings)
+    log.info("object storage: %s, bucket %s", s3.endpoint_url, settings.bucket)
+    return settings
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -126,7 +144,10 @@ def main() -> None:
 
     postgres = find_or_start_postgres(run_dir / "postgres", sources=("env", "embedded"))
     stack: Stack | None = None
+    s3: S3Handle | None = None
     try:
+        s3 = find_or_start_s3(run_dir / "seaweedfs")
+        blobs = _object_storage(s3)
         admin_url = postgres.url
         if postgres.source == "embedded":
             admin_url = create_database(postgres.url, DATABASE, exist_ok=True)
@@ -135,6 +156,8 @@ def main() -> None:
             redis_url=os.environ.get("REDIS_URL") or None,
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             processes={"catalog": args.catalog_processes},
+            bus_url=os.environ.get("BUS_URL") or os.environ.get("AMQP_URL") or None,
+            s3=blobs,
         )
         stack = start_stack(
             admin_url, run_dir, options, gateway_port=args.port, gateway_host=args.host
@@ -154,6 +177,8 @@ def main() -> None:
     finally:
         if stack is not None:
             stack.stop()
+        if s3 is not None:
+            s3.stop()
         postgres.stop()
 
 

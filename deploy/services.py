@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from hygoshop_catalog.config import SCHEMA as CATALOG_SCHEMA
+from hygoshop_platform.blobs.settings import BlobSettings
 from hygoshop_platform.migrations import SchemaSpec
+from hygoshop_router.config import SCHEMA as ROUTER_SCHEMA
 from hygoshop_tenancy.config import SCHEMA as TENANCY_SCHEMA
 
 
@@ -24,6 +26,15 @@ class StackOptions:
     otlp_endpoint: str | None = None
     processes: Mapping[str, int] = field(default_factory=dict)
     """Server processes per service (default 1), e.g. {"catalog": 2} for the benchmark."""
+    s3: BlobSettings | None = None
+    """Object storage for the catalog's uploads and images (passed as S3_* variables)."""
+    bus_url: str | None = None
+    """The message bus every service gets as BUS_URL: `amqp://...` (RabbitMQ) or
+    `postgresql://...`; None: the PostgreSQL transport on the stack's own database."""
+    bus_namespace: str = "hygoshop"
+    """Prefix of the bus's queues and exchanges (BUS_NAMESPACE): unique per test stack."""
+    bus_expires_seconds: float | None = None
+    """RabbitMQ queues of a throwaway (test) stack expire when unused this long."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,9 @@ class ServiceEntry:
     public: bool = True
     """Envoy routes its http-annotated RPCs (its upstream cluster is `name`)."""
     env: Callable[[StackOptions], dict[str, str]] = lambda _: {}
+    calls: tuple[str, ...] = ()
+    """Services it calls over gRPC (started before it): each one's address is passed as
+    `<NAME>_GRPC_TARGET` (e.g. TENANCY_GRPC_TARGET)."""
 
 
 def _tenancy_env(options: StackOptions) -> dict[str, str]:
@@ -47,9 +61,14 @@ def _tenancy_env(options: StackOptions) -> dict[str, str]:
     return env
 
 
+def _s3_env(options: StackOptions) -> dict[str, str]:
+    return options.s3.to_env() if options.s3 is not None else {}
+
+
 SERVICES: tuple[ServiceEntry, ...] = (
     ServiceEntry("tenancy", "hygoshop_tenancy", TENANCY_SCHEMA, env=_tenancy_env),
-    ServiceEntry("catalog", "hygoshop_catalog", CATALOG_SCHEMA),
+    ServiceEntry("catalog", "hygoshop_catalog", CATALOG_SCHEMA, env=_s3_env),
+    ServiceEntry("router", "hygoshop_router", ROUTER_SCHEMA, calls=("tenancy",)),
 )
 AUTHZ_SERVICE = "tenancy"
 """The service answering Envoy's ext_authz checks."""

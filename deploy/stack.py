@@ -12,16 +12,19 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from deploy.services import AUTHZ_SERVICE, SERVICES, StackOptions
 from gateway.render import DEFAULT_DESCRIPTOR, DEFAULT_OPENAPI, render_envoy_config
+from hygoshop_platform.bus.schema import BUS_SCHEMA
 from hygoshop_platform.infra import ManagedProcess, ProcessGroup, free_port
 from hygoshop_platform.migrations import app_url, upgrade
 
 log = logging.getLogger(__name__)
 ENVOY = Path(sys.executable).parent / "envoy"
+OTLP_GRPC_PORT = 4317
 
 
 @dataclass
@@ -41,6 +44,21 @@ def migrate(admin_url: str, app_password: str | None = None) -> None:
     for service in SERVICES:
         if service.schema is not None:
             upgrade(admin_url, service.schema, app_password=app_password)
+
+
+def bus_env(
+    admin_url: str, options: StackOptions, app_password: str | None = None
+) -> dict[str, str]:
+    """BUS_* for every service: the configured bus, else the PostgreSQL transport on the
+    stack's database (its `bus` schema migrated here, used through its own role)."""
+    url = options.bus_url
+    if not url:
+        upgrade(admin_url, BUS_SCHEMA, app_password=app_password)
+        url = app_url(admin_url, BUS_SCHEMA, app_password)
+    env = {"BUS_URL": url, "BUS_NAMESPACE": options.bus_namespace}
+    if options.bus_expires_seconds:
+        env["BUS_EXPIRES_SECONDS"] = str(options.bus_expires_seconds)
+    return env
 
 
 def _wait_http_ok(url: str, proc: ManagedProcess, timeout: float = 30.0) -> None:
@@ -69,6 +87,7 @@ def start_stack(
     """Migrate, then start services and Envoy; on any failure stop what was started."""
     run_dir.mkdir(parents=True, exist_ok=True)
     migrate(admin_url, app_password)
+    bus = bus_env(admin_url, options, app_password)
     group = ProcessGroup()
     stack = Stack(gateway_url="", grpc_targets={}, group=group)
     try:
@@ -76,6 +95,9 @@ def start_stack(
             for index in range(options.processes.get(service.name, 1)):
                 port = free_port()
                 env = {"GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port), **service.env(options)}
+                env.update(bus)
+                for callee in service.calls:
+                    env[f"{callee.upper()}_GRPC_TARGET"] = stack.grpc_targets[callee][0]
                 if service.schema is not None:
                     env["DATABASE_URL"] = app_url(admin_url, service.schema, app_password)
                 if options.otlp_endpoint:
@@ -103,6 +125,7 @@ def start_stack(
                 if s.public
             },
             authz=_endpoint(stack.grpc_targets[AUTHZ_SERVICE][0]),
+            otlp=otlp_target(options.otlp_endpoint) if options.otlp_endpoint else None,
         )
         config_path = run_dir / "envoy.yaml"
         config_path.write_text(config)
@@ -132,6 +155,15 @@ def start_stack(
 
 def _wait_grpc_ready(proc: ManagedProcess, target: str) -> None:
     proc.wait_for_grpc_health(target, timeout=60)
+
+
+def otlp_target(endpoint: str) -> tuple[str, int]:
+    """(host, port) of an OTLP/gRPC endpoint as OTEL_EXPORTER_OTLP_ENDPOINT spells it
+    (`http://collector:4317`, `https://...`, or a bare `collector:4317`)."""
+    parsed = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parsed.hostname:
+        raise ValueError(f"OTLP endpoint {endpoint!r} has no host")
+    return parsed.hostname, parsed.port or OTLP_GRPC_PORT
 
 
 def _endpoint(target: str) -> tuple[str, int]:

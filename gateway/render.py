@@ -18,6 +18,8 @@ import jinja2
 import yaml
 
 from gateway.descriptors import annotated_methods, load_descriptor_set
+from hygoshop_platform.telemetry import TENANT_ATTRIBUTE
+from hygoshop_platform.tenancy import TENANT_HEADER
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = "envoy.yaml.j2"
@@ -101,6 +103,8 @@ def render_envoy_config(
     max_request_bytes: int = 1 << 20,
     max_response_bytes: int = 8 << 20,
     access_log: bool = False,
+    files_dir: str | None = None,
+    trace_flush_ms: int = 1000,
 ) -> str:
     """The Envoy v3 bootstrap YAML of the gateway.
 
@@ -110,11 +114,16 @@ def render_envoy_config(
     server (tenancy); `otlp` an OTLP/gRPC collector for traces. The admin interface, when
     `admin_port` is given, listens on 127.0.0.1 only. Raises ValueError when a context
     has no upstream or an argument is out of range.
+
+    The config names the descriptor set and the API document by absolute path: where they
+    are now, or under `files_dir` when Envoy will read them elsewhere (the Helm chart's
+    ConfigMap mount); the local files are read either way. With `otlp`, the gateway's
+    spans are exported every `trace_flush_ms`.
     """
     _check_port("listen_port", listen_port)
     if admin_port is not None:
         _check_port("admin_port", admin_port)
-    if authz_timeout_ms <= 0 or max_request_bytes <= 0 or max_response_bytes <= 0:
+    if min(authz_timeout_ms, max_request_bytes, max_response_bytes, trace_flush_ms) <= 0:
         raise ValueError("timeouts and size limits must be positive")
     descriptor_path = descriptor_path.resolve()
     openapi_path = openapi_path.resolve()
@@ -145,6 +154,11 @@ def render_envoy_config(
     if otlp is not None:
         clusters.append(_cluster("otlp", [otlp]))
     openapi_size = openapi_path.stat().st_size
+    if files_dir is not None:
+        if not files_dir.startswith("/"):
+            raise ValueError(f"files_dir must be an absolute path, got {files_dir!r}")
+        descriptor_path = Path(files_dir) / descriptor_path.name
+        openapi_path = Path(files_dir) / openapi_path.name
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE),
         undefined=jinja2.StrictUndefined,
@@ -160,6 +174,9 @@ def render_envoy_config(
         rpc_routes=sorted(routes, key=lambda r: r.path),
         clusters=clusters,
         otlp=otlp is not None,
+        trace_flush_ms=trace_flush_ms,
+        tenant_tag=TENANT_ATTRIBUTE,
+        tenant_header=TENANT_HEADER,
         access_log=access_log,
         identity_header_prefix=IDENTITY_HEADER_PREFIX,
         authz_timeout=f"{authz_timeout_ms / 1000:.3f}s",
@@ -217,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--authz-timeout-ms", type=int, default=500)
     parser.add_argument("--max-request-bytes", type=int, default=1 << 20)
     parser.add_argument("--access-log", action="store_true", help="JSON access log on stdout")
+    parser.add_argument(
+        "--files-dir", help="where Envoy will find the descriptor set and openapi.json"
+    )
     args = parser.parse_args(argv)
     upstreams: dict[str, list[Endpoint]] = {}
     for context, endpoint in args.upstream:
@@ -234,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
             authz_timeout_ms=args.authz_timeout_ms,
             max_request_bytes=args.max_request_bytes,
             access_log=args.access_log,
+            files_dir=args.files_dir,
         )
     except ValueError as exc:
         parser.error(str(exc))

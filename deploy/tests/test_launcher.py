@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from hygoshop_platform.infra import free_port
+from hygoshop_platform.infra.seaweedfs import weed_pids
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,8 @@ def _launcher(run_dir: Path, port: int, *extra: str) -> list[str]:
 
 def _env_without_database() -> dict[str, str]:
     # The launcher must bring its own PostgreSQL when none is configured.
-    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    unset = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "S3_BUCKET")
+    return {k: v for k, v in os.environ.items() if k not in unset}
 
 
 def _read_env(path: Path) -> dict[str, str]:
@@ -92,3 +94,5 @@ def test_first_run_seeds_and_second_run_reuses_the_data(tmp_path: Path) -> None:
     assert not list((tmp_path / "postgres").rglob("postmaster.pid")), (
         "embedded PostgreSQL left running"
     )
+    assert (tmp_path / "seaweedfs" / "data").is_dir()
+    assert not weed_pids(tmp_path / "seaweedfs" / "data"), "SeaweedFS left running"

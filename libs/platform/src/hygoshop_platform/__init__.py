@@ -4,5 +4,6 @@ Modules: `settings` (environment), `server` (grpc.aio with health, reflection, g
 stop), `tenancy` (the caller's tenant and scopes), `errors` (domain errors and their
 google.rpc.Status mapping), `interceptors`, `db` (async SQLAlchemy + RLS tenant
 transactions), `migrations` (Alembic per service schema), `telemetry` (traces, JSON logs),
-`pagination` (opaque page tokens), `infra` (local servers and processes), `testing`.
+`pagination` (opaque page tokens), `bus` (events and jobs over RabbitMQ or PostgreSQL:
+outbox, relay, consumers, inbox), `infra` (local servers and processes), `testing`.
 """

@@ -124,6 +124,13 @@ class ResourceExhausted(DomainError):
     default_reason = "RESOURCE_EXHAUSTED"
 
 
+class Unavailable(DomainError):
+    """A dependency (object storage, ...) is down or overloaded; the caller may retry."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
 def internal_status() -> status_pb2.Status:
     """What an unexpected failure looks like from outside: nothing about its cause."""
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")

@@ -37,6 +37,14 @@ def configure_tracing(
     return provider
 
 
+def tag_tenant(tenant_id: str | None) -> None:
+    """Tag the current span with a tenant learned during the call (e.g. by the gateway's
+    auth check, which runs before any caller is known); no tenant tags it empty."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute(TENANT_ATTRIBUTE, tenant_id or "")
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line with the trace id and the caller's tenant id."""
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from hygoshop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from hygoshop_catalog import events
 from hygoshop_catalog.api import CatalogApi
 from hygoshop_catalog.config import SCHEMA, CatalogSettings
+from hygoshop_catalog.imports import ListingImports
+from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore
+from hygoshop_platform.blobs import BlobStore
+from hygoshop_platform.bus import ConsumerOptions, OutboxRelay, connect_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 
@@ -18,15 +25,38 @@ async def build(settings: CatalogSettings) -> ServiceServer:
         base.require_database_url(), size=base.db_pool_size, application_name="catalog"
     )
     await assert_safe_role(pool, SCHEMA.schema)
+    blobs = BlobStore(settings.blobs) if settings.blobs is not None else None
+    store = CatalogStore(pool)
+    imports = ListingImports(pool, blobs, enabled=settings.bus is not None)
     server = create_server(
         base,
         [
             (
                 catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
-                CatalogApi(CatalogStore(pool)),
+                CatalogApi(store, Media(store, blobs), imports),
                 CATALOG_SERVICE,
             )
         ],
     )
+    # on_stop runs in reverse: consumers and relay stop first, then the bus, then the pool.
     server.on_stop.append(pool.close)
+    if blobs is not None:
+        server.on_stop.append(_closer(blobs))
+    if settings.bus is not None:
+        bus = await connect_bus(settings.bus)
+        server.on_stop.append(bus.close)
+        relay = OutboxRelay(pool, SCHEMA.schema, bus)
+        await relay.start()
+        server.on_stop.append(relay.stop)
+        import_jobs = await bus.consume_jobs(
+            events.IMPORT_JOB, imports.run_job, ConsumerOptions(prefetch=2)
+        )
+        server.on_stop.append(import_jobs.stop)
     return server
+
+
+def _closer(blobs: BlobStore) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        blobs.close()
+
+    return close

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from google.protobuf import timestamp_pb2
@@ -100,7 +101,22 @@ def _timestamp(value: object) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def listing_to_proto(listing: Listing) -> catalog_pb2.Listing:
+def image_to_proto(
+    image: ImageRef, image_url: Callable[[ImageRef], str] | None
+) -> catalog_pb2.ImageRef:
+    return catalog_pb2.ImageRef(
+        key=image.key,
+        alt_text=image.alt_text,
+        url=image_url(image) if image_url is not None else "",
+        content_type=image.content_type,
+        size_bytes=image.size_bytes,
+    )
+
+
+def listing_to_proto(
+    listing: Listing, image_url: Callable[[ImageRef], str] | None = None
+) -> catalog_pb2.Listing:
+    """The listing as clients see it; `image_url` presigns each image's download URL."""
     c = listing.content
     return catalog_pb2.Listing(
         listing_id=str(listing.listing_id),
@@ -129,7 +145,7 @@ def listing_to_proto(listing: Listing) -> catalog_pb2.Listing:
             )
             for v in c.variants
         ],
-        images=[catalog_pb2.ImageRef(key=i.key, alt_text=i.alt_text) for i in c.images],
+        images=[image_to_proto(i, image_url) for i in c.images],
         status=STATUS_TO_PROTO[c.status],
         create_time=_timestamp(listing.create_time),
         update_time=_timestamp(listing.update_time),

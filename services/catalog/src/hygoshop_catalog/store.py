@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
+from hygoshop_catalog import events
 from hygoshop_catalog.domain.listing import (
     Dimensions,
     ImageRef,
@@ -21,8 +22,11 @@ from hygoshop_catalog.domain.listing import (
     Money,
     Variant,
 )
+from hygoshop_platform.bus import add_to_outbox
 from hygoshop_platform.db import Connection, Pool, tenant_transaction
 from hygoshop_platform.errors import AlreadyExists
+
+SCHEMA = "catalog"
 
 # Variants come back as one JSON array per listing (one round trip); money as text so
 # no amount passes through a float.
@@ -71,7 +75,12 @@ def _listing(row: Any) -> Listing:
         brand=row.brand,
         category=row.category,
         attributes=dict(row.attributes),
-        images=tuple(ImageRef(i["key"], i.get("alt_text", "")) for i in row.images),
+        images=tuple(
+            ImageRef(
+                i["key"], i.get("alt_text", ""), i.get("content_type", ""), i.get("size_bytes", 0)
+            )
+            for i in row.images
+        ),
         status=ListingStatus(row.status),
         variants=tuple(_variant(v) for v in row.variants),
     )
@@ -85,7 +94,17 @@ def _listing_params(content: ListingContent) -> dict[str, Any]:
         "brand": content.brand,
         "category": content.category,
         "attributes": Jsonb(content.attributes),
-        "images": Jsonb([{"key": i.key, "alt_text": i.alt_text} for i in content.images]),
+        "images": Jsonb(
+            [
+                {
+                    "key": i.key,
+                    "alt_text": i.alt_text,
+                    "content_type": i.content_type,
+                    "size_bytes": i.size_bytes,
+                }
+                for i in content.images
+            ]
+        ),
         "status": content.status.value,
     }
 
@@ -163,9 +182,12 @@ class CatalogStore:
                 existing = await cur.fetchone()
                 assert existing is not None
                 listing_id = existing.listing_id
+                found = await self._get(conn, tenant_id, listing_id)
             else:
                 await self._insert_variants(conn, tenant_id, listing_id, content.variants)
-            found = await self._get(conn, tenant_id, listing_id)
+                found = await self._get(conn, tenant_id, listing_id)
+                assert found is not None
+                await add_to_outbox(conn, SCHEMA, events.listing_created(tenant_id, found))
         assert found is not None
         return found
 
@@ -174,10 +196,12 @@ class CatalogStore:
         tenant_id: uuid.UUID,
         listing_id: uuid.UUID,
         change: Callable[[Listing], tuple[ListingContent, bool]],
+        paths: Sequence[str] = (),
     ) -> Listing | None:
         """Lock the listing, let `change(current) -> (content, variants_changed)` decide, write.
 
         `change` may raise a domain error (validation, etag mismatch): nothing is written.
+        `paths` names the changed fields in the `catalog.listing.updated` event.
         """
         async with tenant_transaction(self._pool, tenant_id) as conn:
             current = await self._get(conn, tenant_id, listing_id, lock=True)
@@ -198,15 +222,28 @@ class CatalogStore:
                     (tenant_id, listing_id),
                 )
                 await self._insert_variants(conn, tenant_id, listing_id, content.variants)
-            return await self._get(conn, tenant_id, listing_id)
+            updated = await self._get(conn, tenant_id, listing_id)
+            assert updated is not None
+            await add_to_outbox(conn, SCHEMA, events.listing_updated(tenant_id, updated, paths))
+            return updated
 
     async def delete(self, tenant_id: uuid.UUID, listing_id: uuid.UUID) -> bool:
         async with tenant_transaction(self._pool, tenant_id) as conn:
             cur = await conn.execute(
-                "DELETE FROM catalog.listings WHERE tenant_id = %s AND listing_id = %s",
-                (tenant_id, listing_id),
+                "WITH gone AS (DELETE FROM catalog.listings WHERE tenant_id = %s"
+                " AND listing_id = %s RETURNING listing_id)"
+                " SELECT coalesce(array_agg(v.sku ORDER BY v.position), '{}') AS skus,"
+                " count(gone.*) > 0 AS found FROM gone"
+                " LEFT JOIN catalog.variants v ON v.tenant_id = %s AND v.listing_id = gone.listing_id",
+                (tenant_id, listing_id, tenant_id),
             )
-            return cur.rowcount > 0
+            row = await cur.fetchone()
+            if row is None or not row.found:
+                return False
+            await add_to_outbox(
+                conn, SCHEMA, events.listing_deleted(tenant_id, listing_id, row.skus)
+            )
+            return True
 
     async def _insert_variants(
         self,

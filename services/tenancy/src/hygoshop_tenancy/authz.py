@@ -18,6 +18,7 @@ from google.rpc import code_pb2, status_pb2
 
 from hygoshop_platform.cache import KVCache
 from hygoshop_platform.server import Context
+from hygoshop_platform.telemetry import tag_tenant
 from hygoshop_platform.tenancy import (
     KEY_ID_HEADER,
     PLATFORM_ADMIN_SCOPE,
@@ -173,4 +174,5 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         principal = await self._authenticator.authenticate(token)
         if principal is None:
             return deny("invalid or revoked API key")
+        tag_tenant(principal.tenant_id)
         return allow(principal)

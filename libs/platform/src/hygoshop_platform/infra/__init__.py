@@ -18,6 +18,8 @@ from hygoshop_platform.infra.processes import (
     ProcessGroup,
     free_port,
 )
+from hygoshop_platform.infra.s3 import S3Handle, S3Unavailable, find_or_start_s3
+from hygoshop_platform.infra.seaweedfs import SeaweedFS
 
 __all__ = [
     "DEFAULT_SOURCES",
@@ -26,10 +28,14 @@ __all__ = [
     "PostgresHandle",
     "PostgresUnavailable",
     "ProcessGroup",
+    "S3Handle",
+    "S3Unavailable",
+    "SeaweedFS",
     "Source",
     "create_database",
     "drop_database",
     "find_or_start_postgres",
+    "find_or_start_s3",
     "free_port",
     "to_psycopg_url",
     "to_sqlalchemy_url",

@@ -45,7 +45,11 @@ class Variant:
 @dataclass(frozen=True, slots=True)
 class ImageRef:
     key: str
+    """Relative to the tenant's storage prefix."""
     alt_text: str = ""
+    content_type: str = ""
+    """Read from the image's bytes when it was attached."""
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

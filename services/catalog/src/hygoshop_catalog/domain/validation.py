@@ -159,3 +159,8 @@ def validate_content(content: ListingContent, prefix: str = "listing") -> list[F
         v += _text(image.key, f"{prefix}.images[{i}].key", MAX_IMAGE_KEY, required=True)
         v += _text(image.alt_text, f"{prefix}.images[{i}].alt_text", MAX_ALT_TEXT)
     return v
+
+
+def text_violations(value: str, path: str, limit: int) -> list[FieldViolation]:
+    """One single-line text field's problems (length, control characters)."""
+    return _text(value, path, limit)

@@ -22,6 +22,32 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _UploadPurpose:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UploadPurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UploadPurpose.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPLOAD_PURPOSE_UNSPECIFIED: _UploadPurpose.ValueType  # 0
+    UPLOAD_PURPOSE_IMPORT_FILE: _UploadPurpose.ValueType  # 1
+    """A catalog import file: application/jsonl, application/x-ndjson, text/csv or
+    application/json, at most 50 MB.
+    """
+    UPLOAD_PURPOSE_LISTING_IMAGE: _UploadPurpose.ValueType  # 2
+    """A listing image: image/jpeg, image/png, image/webp or image/gif, at most 10 MB."""
+
+class UploadPurpose(_UploadPurpose, metaclass=_UploadPurposeEnumTypeWrapper):
+    """What an upload is for; each purpose has its own content types and size limit."""
+
+UPLOAD_PURPOSE_UNSPECIFIED: UploadPurpose.ValueType  # 0
+UPLOAD_PURPOSE_IMPORT_FILE: UploadPurpose.ValueType  # 1
+"""A catalog import file: application/jsonl, application/x-ndjson, text/csv or
+application/json, at most 50 MB.
+"""
+UPLOAD_PURPOSE_LISTING_IMAGE: UploadPurpose.ValueType  # 2
+"""A listing image: image/jpeg, image/png, image/webp or image/gif, at most 10 MB."""
+Global___UploadPurpose: _TypeAlias = UploadPurpose  # noqa: Y015
+
 class _ListingStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -41,6 +67,88 @@ LISTING_STATUS_DRAFT: ListingStatus.ValueType  # 1
 LISTING_STATUS_ACTIVE: ListingStatus.ValueType  # 2
 LISTING_STATUS_ARCHIVED: ListingStatus.ValueType  # 3
 Global___ListingStatus: _TypeAlias = ListingStatus  # noqa: Y015
+
+class _ListingImportState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ListingImportStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ListingImportState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LISTING_IMPORT_STATE_UNSPECIFIED: _ListingImportState.ValueType  # 0
+    LISTING_IMPORT_STATE_PENDING: _ListingImportState.ValueType  # 1
+    """Accepted, waiting for a worker."""
+    LISTING_IMPORT_STATE_RUNNING: _ListingImportState.ValueType  # 2
+    LISTING_IMPORT_STATE_SUCCEEDED: _ListingImportState.ValueType  # 3
+    """Done; with SKIP_FAILED_ROWS some rows may have failed (see counts and errors)."""
+    LISTING_IMPORT_STATE_FAILED: _ListingImportState.ValueType  # 4
+    """Nothing was written (REJECT_ALL with a bad row, an unreadable file, too many rows)."""
+
+class ListingImportState(_ListingImportState, metaclass=_ListingImportStateEnumTypeWrapper):
+    """Where an import is."""
+
+LISTING_IMPORT_STATE_UNSPECIFIED: ListingImportState.ValueType  # 0
+LISTING_IMPORT_STATE_PENDING: ListingImportState.ValueType  # 1
+"""Accepted, waiting for a worker."""
+LISTING_IMPORT_STATE_RUNNING: ListingImportState.ValueType  # 2
+LISTING_IMPORT_STATE_SUCCEEDED: ListingImportState.ValueType  # 3
+"""Done; with SKIP_FAILED_ROWS some rows may have failed (see counts and errors)."""
+LISTING_IMPORT_STATE_FAILED: ListingImportState.ValueType  # 4
+"""Nothing was written (REJECT_ALL with a bad row, an unreadable file, too many rows)."""
+Global___ListingImportState: _TypeAlias = ListingImportState  # noqa: Y015
+
+class _ImportErrorPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ImportErrorPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportErrorPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IMPORT_ERROR_POLICY_UNSPECIFIED: _ImportErrorPolicy.ValueType  # 0
+    """Same as REJECT_ALL."""
+    IMPORT_ERROR_POLICY_REJECT_ALL: _ImportErrorPolicy.ValueType  # 1
+    """Any invalid row fails the whole import; nothing is written."""
+    IMPORT_ERROR_POLICY_SKIP_FAILED_ROWS: _ImportErrorPolicy.ValueType  # 2
+    """Valid rows are written; invalid rows are reported and skipped."""
+
+class ImportErrorPolicy(_ImportErrorPolicy, metaclass=_ImportErrorPolicyEnumTypeWrapper):
+    """What an import does when some rows are invalid."""
+
+IMPORT_ERROR_POLICY_UNSPECIFIED: ImportErrorPolicy.ValueType  # 0
+"""Same as REJECT_ALL."""
+IMPORT_ERROR_POLICY_REJECT_ALL: ImportErrorPolicy.ValueType  # 1
+"""Any invalid row fails the whole import; nothing is written."""
+IMPORT_ERROR_POLICY_SKIP_FAILED_ROWS: ImportErrorPolicy.ValueType  # 2
+"""Valid rows are written; invalid rows are reported and skipped."""
+Global___ImportErrorPolicy: _TypeAlias = ImportErrorPolicy  # noqa: Y015
+
+class _ImportFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ImportFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IMPORT_FORMAT_UNSPECIFIED: _ImportFormat.ValueType  # 0
+    IMPORT_FORMAT_INLINE: _ImportFormat.ValueType  # 1
+    """Listings in the request body."""
+    IMPORT_FORMAT_JSON_LINES: _ImportFormat.ValueType  # 2
+    """One listing (proto3 JSON, as in the REST API) per line."""
+    IMPORT_FORMAT_JSON: _ImportFormat.ValueType  # 3
+    """A JSON array of listings."""
+    IMPORT_FORMAT_CSV: _ImportFormat.ValueType  # 4
+    """A header row, then one listing with one variant per row."""
+
+class ImportFormat(_ImportFormat, metaclass=_ImportFormatEnumTypeWrapper):
+    """The shape of an import's rows."""
+
+IMPORT_FORMAT_UNSPECIFIED: ImportFormat.ValueType  # 0
+IMPORT_FORMAT_INLINE: ImportFormat.ValueType  # 1
+"""Listings in the request body."""
+IMPORT_FORMAT_JSON_LINES: ImportFormat.ValueType  # 2
+"""One listing (proto3 JSON, as in the REST API) per line."""
+IMPORT_FORMAT_JSON: ImportFormat.ValueType  # 3
+"""A JSON array of listings."""
+IMPORT_FORMAT_CSV: ImportFormat.ValueType  # 4
+"""A header row, then one listing with one variant per row."""
+Global___ImportFormat: _TypeAlias = ImportFormat  # noqa: Y015
 
 @_typing.final
 class Listing(_message.Message):
@@ -247,23 +355,117 @@ class ImageRef(_message.Message):
 
     KEY_FIELD_NUMBER: _builtins.int
     ALT_TEXT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
     key: _builtins.str
-    """Object key within the tenant's storage prefix."""
+    """Object key within the tenant's storage prefix, set by AttachListingImage. In
+    UpdateListing, `images` may reorder, remove or re-describe attached images only.
+    """
     alt_text: _builtins.str
     """Alternative text for accessibility and shopping agents."""
+    url: _builtins.str
+    """A short-lived presigned URL to download the image."""
+    content_type: _builtins.str
+    """The image's media type, read from its content."""
+    size_bytes: _builtins.int
+    """The image's size in bytes."""
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         alt_text: _builtins.str = ...,
+        url: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt_text", b"alt_text", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt_text", b"alt_text", "content_type", b"content_type", "key", b"key", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImageRef: _TypeAlias = ImageRef  # noqa: Y015
+
+@_typing.final
+class Upload(_message.Message):
+    """A presigned upload: send the file's bytes with `method` to `url`, with exactly
+    `headers` (they are part of the signature), before `expire_time`. Storage refuses a
+    body of another size or content type.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    KEY_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The object's key within the tenant's storage; name the file by it afterwards
+    (AttachListingImage, imports).
+    """
+    purpose: Global___UploadPurpose.ValueType
+    content_type: _builtins.str
+    """The media type the upload must carry."""
+    size_bytes: _builtins.int
+    """The exact size the upload must have."""
+    url: _builtins.str
+    """Presigned URL straight to object storage; the signature is the permission, no API
+    key is sent with it.
+    """
+    method: _builtins.str
+    """The HTTP method to send the bytes with (`PUT`)."""
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Headers to send exactly as given."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the URL stops working."""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        purpose: Global___UploadPurpose.ValueType = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        url: _builtins.str = ...,
+        method: _builtins.str = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "expire_time", b"expire_time", "headers", b"headers", "key", b"key", "method", b"method", "purpose", b"purpose", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Upload: _TypeAlias = Upload  # noqa: Y015
 
 @_typing.final
 class GetListingRequest(_message.Message):
@@ -424,3 +626,279 @@ class DeleteListingRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteListingRequest: _TypeAlias = DeleteListingRequest  # noqa: Y015
+
+@_typing.final
+class AttachListingImageRequest(_message.Message):
+    """Request for AttachListingImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LISTING_ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    ALT_TEXT_FIELD_NUMBER: _builtins.int
+    listing_id: _builtins.str
+    key: _builtins.str
+    """The key of an upload made with purpose UPLOAD_PURPOSE_LISTING_IMAGE."""
+    alt_text: _builtins.str
+    """Alternative text, at most 500 characters."""
+    def __init__(
+        self,
+        *,
+        listing_id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        alt_text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt_text", b"alt_text", "key", b"key", "listing_id", b"listing_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachListingImageRequest: _TypeAlias = AttachListingImageRequest  # noqa: Y015
+
+@_typing.final
+class CreateUploadRequest(_message.Message):
+    """Request for CreateUpload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    purpose: Global___UploadPurpose.ValueType
+    content_type: _builtins.str
+    """Media type of the file, e.g. `image/png` or `text/csv; charset=utf-8`."""
+    size_bytes: _builtins.int
+    """Exact size of the file in bytes, within the purpose's limit."""
+    file_name: _builtins.str
+    """The file's name, kept (reduced to letters, digits, `.`, `_`, `-`) at the end of the
+    key for humans; at most 255 characters.
+    """
+    def __init__(
+        self,
+        *,
+        purpose: Global___UploadPurpose.ValueType = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        file_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "file_name", b"file_name", "purpose", b"purpose", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUploadRequest: _TypeAlias = CreateUploadRequest  # noqa: Y015
+
+@_typing.final
+class ListingImport(_message.Message):
+    """A batch import of listings and how far it got."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_POLICY_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    import_id: _builtins.str
+    """Server-assigned UUID."""
+    state: Global___ListingImportState.ValueType
+    error_policy: Global___ImportErrorPolicy.ValueType
+    source: _builtins.str
+    """`inline`, or the object key of the uploaded file."""
+    format: Global___ImportFormat.ValueType
+    failure_message: _builtins.str
+    """Why the whole import failed, when it did."""
+    request_id: _builtins.str
+    @_builtins.property
+    def counts(self) -> Global___ImportCounts: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportRowError]:
+        """The first row errors (at most 100), in row order."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        import_id: _builtins.str = ...,
+        state: Global___ListingImportState.ValueType = ...,
+        error_policy: Global___ImportErrorPolicy.ValueType = ...,
+        source: _builtins.str = ...,
+        format: Global___ImportFormat.ValueType = ...,
+        counts: Global___ImportCounts | None = ...,
+        errors: _abc.Iterable[Global___ImportRowError] | None = ...,
+        failure_message: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "create_time", b"create_time", "end_time", b"end_time", "error_policy", b"error_policy", "errors", b"errors", "failure_message", b"failure_message", "format", b"format", "import_id", b"import_id", "request_id", b"request_id", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListingImport: _TypeAlias = ListingImport  # noqa: Y015
+
+@_typing.final
+class ImportCounts(_message.Message):
+    """Row counts of an import."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    received: _builtins.int
+    """Rows read so far."""
+    created: _builtins.int
+    updated: _builtins.int
+    failed: _builtins.int
+    def __init__(
+        self,
+        *,
+        received: _builtins.int = ...,
+        created: _builtins.int = ...,
+        updated: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "failed", b"failed", "received", b"received", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCounts: _TypeAlias = ImportCounts  # noqa: Y015
+
+@_typing.final
+class ImportRowError(_message.Message):
+    """Why one row was refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    row: _builtins.int
+    """1-based row (the line of a JSON Lines file, the data row of a CSV, the index + 1 of a
+    JSON array or of inline listings); 0 for the file as a whole (e.g. a bad CSV header).
+    """
+    field: _builtins.str
+    """The field within the row's listing, e.g. `variants[0].price`, or the CSV column."""
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        row: _builtins.int = ...,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field", "row", b"row"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRowError: _TypeAlias = ImportRowError  # noqa: Y015
+
+@_typing.final
+class ImportListingsRequest(_message.Message):
+    """Request for ImportListings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ERROR_POLICY_FIELD_NUMBER: _builtins.int
+    INLINE_FIELD_NUMBER: _builtins.int
+    UPLOAD_KEY_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (required): a retry with the same id returns the same import."""
+    error_policy: Global___ImportErrorPolicy.ValueType
+    upload_key: _builtins.str
+    """The key of a file uploaded with CreateUpload (purpose IMPORT_FILE); its content type
+    chooses the format (JSON Lines, JSON or CSV).
+    """
+    @_builtins.property
+    def inline(self) -> Global___InlineListings:
+        """At most 1,000 listings in the request itself."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        error_policy: Global___ImportErrorPolicy.ValueType = ...,
+        inline: Global___InlineListings | None = ...,
+        upload_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inline", b"inline", "source", b"source", "upload_key", b"upload_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_policy", b"error_policy", "inline", b"inline", "request_id", b"request_id", "source", b"source", "upload_key", b"upload_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["inline", "upload_key"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___ImportListingsRequest: _TypeAlias = ImportListingsRequest  # noqa: Y015
+
+@_typing.final
+class InlineListings(_message.Message):
+    """Listings sent inline in an import request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LISTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def listings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Listing]: ...
+    def __init__(
+        self,
+        *,
+        listings: _abc.Iterable[Global___Listing] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["listings", b"listings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InlineListings: _TypeAlias = InlineListings  # noqa: Y015
+
+@_typing.final
+class GetListingImportRequest(_message.Message):
+    """Request for GetListingImport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: _builtins.int
+    import_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        import_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["import_id", b"import_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetListingImportRequest: _TypeAlias = GetListingImportRequest  # noqa: Y015

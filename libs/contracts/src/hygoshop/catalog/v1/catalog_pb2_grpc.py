@@ -62,6 +62,26 @@ class CatalogServiceStub:
                 request_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.DeleteListingRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.AttachListingImage = channel.unary_unary(
+                '/hygoshop.catalog.v1.CatalogService/AttachListingImage',
+                request_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.AttachListingImageRequest.SerializeToString,
+                response_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.Listing.FromString,
+                _registered_method=True)
+        self.CreateUpload = channel.unary_unary(
+                '/hygoshop.catalog.v1.CatalogService/CreateUpload',
+                request_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.CreateUploadRequest.SerializeToString,
+                response_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.Upload.FromString,
+                _registered_method=True)
+        self.ImportListings = channel.unary_unary(
+                '/hygoshop.catalog.v1.CatalogService/ImportListings',
+                request_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ImportListingsRequest.SerializeToString,
+                response_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ListingImport.FromString,
+                _registered_method=True)
+        self.GetListingImport = channel.unary_unary(
+                '/hygoshop.catalog.v1.CatalogService/GetListingImport',
+                request_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.GetListingImportRequest.SerializeToString,
+                response_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ListingImport.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -104,6 +124,43 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachListingImage(self, request, context):
+        """Adds an uploaded image (see CreateUpload) at the end of a listing's images. The
+        catalog checks the object's real content (JPEG, PNG, WebP or GIF, matching the
+        uploaded content type) and size, then copies it into the listing's own storage, so
+        a later upload to the same URL cannot change an image that was checked; the upload
+        is removed. Retrying with the same key returns the listing without a second copy.
+        Reorder, remove or edit alt text through UpdateListing's `images`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUpload(self, request, context):
+        """Starts an upload: checks the declared file against the purpose's limits (refused
+        with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
+        client sends the bytes to, straight to object storage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportListings(self, request, context):
+        """Starts a batch import of listings (a long-running operation): inline listings or an
+        uploaded file (see CreateUpload). Returns the import at once; poll GetListingImport.
+        A retry with the same request_id returns the first import and creates nothing twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetListingImport(self, request, context):
+        """Gets an import: its state, counts and first row errors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +188,26 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.DeleteListing,
                     request_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.DeleteListingRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'AttachListingImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachListingImage,
+                    request_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.AttachListingImageRequest.FromString,
+                    response_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.Listing.SerializeToString,
+            ),
+            'CreateUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUpload,
+                    request_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.CreateUploadRequest.FromString,
+                    response_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.Upload.SerializeToString,
+            ),
+            'ImportListings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportListings,
+                    request_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ImportListingsRequest.FromString,
+                    response_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ListingImport.SerializeToString,
+            ),
+            'GetListingImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetListingImport,
+                    request_deserializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.GetListingImportRequest.FromString,
+                    response_serializer=hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ListingImport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +347,114 @@ class CatalogService:
             '/hygoshop.catalog.v1.CatalogService/DeleteListing',
             hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.DeleteListingRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachListingImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hygoshop.catalog.v1.CatalogService/AttachListingImage',
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.AttachListingImageRequest.SerializeToString,
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.Listing.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hygoshop.catalog.v1.CatalogService/CreateUpload',
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.CreateUploadRequest.SerializeToString,
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportListings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hygoshop.catalog.v1.CatalogService/ImportListings',
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ImportListingsRequest.SerializeToString,
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ListingImport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetListingImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hygoshop.catalog.v1.CatalogService/GetListingImport',
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.GetListingImportRequest.SerializeToString,
+            hygoshop_dot_catalog_dot_v1_dot_catalog__pb2.ListingImport.FromString,
             options,
             channel_credentials,
             insecure,

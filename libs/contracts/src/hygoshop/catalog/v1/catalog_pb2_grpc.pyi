@@ -46,6 +46,26 @@ class CatalogServiceStub:
     """Updates the fields named in `update_mask` (all writable fields when it is empty)."""
     DeleteListing: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.DeleteListingRequest, _empty_pb2.Empty]
     """Deletes a listing."""
+    AttachListingImage: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.AttachListingImageRequest, _catalog_pb2.Listing]
+    """Adds an uploaded image (see CreateUpload) at the end of a listing's images. The
+    catalog checks the object's real content (JPEG, PNG, WebP or GIF, matching the
+    uploaded content type) and size, then copies it into the listing's own storage, so
+    a later upload to the same URL cannot change an image that was checked; the upload
+    is removed. Retrying with the same key returns the listing without a second copy.
+    Reorder, remove or edit alt text through UpdateListing's `images`.
+    """
+    CreateUpload: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateUploadRequest, _catalog_pb2.Upload]
+    """Starts an upload: checks the declared file against the purpose's limits (refused
+    with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
+    client sends the bytes to, straight to object storage.
+    """
+    ImportListings: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ImportListingsRequest, _catalog_pb2.ListingImport]
+    """Starts a batch import of listings (a long-running operation): inline listings or an
+    uploaded file (see CreateUpload). Returns the import at once; poll GetListingImport.
+    A retry with the same request_id returns the first import and creates nothing twice.
+    """
+    GetListingImport: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetListingImportRequest, _catalog_pb2.ListingImport]
+    """Gets an import: its state, counts and first row errors."""
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -64,6 +84,26 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Updates the fields named in `update_mask` (all writable fields when it is empty)."""
     DeleteListing: _aio.UnaryUnaryMultiCallable[_catalog_pb2.DeleteListingRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a listing."""
+    AttachListingImage: _aio.UnaryUnaryMultiCallable[_catalog_pb2.AttachListingImageRequest, _catalog_pb2.Listing]  # type: ignore[assignment]
+    """Adds an uploaded image (see CreateUpload) at the end of a listing's images. The
+    catalog checks the object's real content (JPEG, PNG, WebP or GIF, matching the
+    uploaded content type) and size, then copies it into the listing's own storage, so
+    a later upload to the same URL cannot change an image that was checked; the upload
+    is removed. Retrying with the same key returns the listing without a second copy.
+    Reorder, remove or edit alt text through UpdateListing's `images`.
+    """
+    CreateUpload: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateUploadRequest, _catalog_pb2.Upload]  # type: ignore[assignment]
+    """Starts an upload: checks the declared file against the purpose's limits (refused
+    with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
+    client sends the bytes to, straight to object storage.
+    """
+    ImportListings: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ImportListingsRequest, _catalog_pb2.ListingImport]  # type: ignore[assignment]
+    """Starts a batch import of listings (a long-running operation): inline listings or an
+    uploaded file (see CreateUpload). Returns the import at once; poll GetListingImport.
+    A retry with the same request_id returns the first import and creates nothing twice.
+    """
+    GetListingImport: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetListingImportRequest, _catalog_pb2.ListingImport]  # type: ignore[assignment]
+    """Gets an import: its state, counts and first row errors."""
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """The caller's tenant's product listings. The tenant comes from the API key, never
@@ -109,5 +149,49 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Deletes a listing."""
+
+    @_abc_1.abstractmethod
+    def AttachListingImage(
+        self,
+        request: _catalog_pb2.AttachListingImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.Listing, _abc.Awaitable[_catalog_pb2.Listing]]:
+        """Adds an uploaded image (see CreateUpload) at the end of a listing's images. The
+        catalog checks the object's real content (JPEG, PNG, WebP or GIF, matching the
+        uploaded content type) and size, then copies it into the listing's own storage, so
+        a later upload to the same URL cannot change an image that was checked; the upload
+        is removed. Retrying with the same key returns the listing without a second copy.
+        Reorder, remove or edit alt text through UpdateListing's `images`.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateUpload(
+        self,
+        request: _catalog_pb2.CreateUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.Upload, _abc.Awaitable[_catalog_pb2.Upload]]:
+        """Starts an upload: checks the declared file against the purpose's limits (refused
+        with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
+        client sends the bytes to, straight to object storage.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportListings(
+        self,
+        request: _catalog_pb2.ImportListingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.ListingImport, _abc.Awaitable[_catalog_pb2.ListingImport]]:
+        """Starts a batch import of listings (a long-running operation): inline listings or an
+        uploaded file (see CreateUpload). Returns the import at once; poll GetListingImport.
+        A retry with the same request_id returns the first import and creates nothing twice.
+        """
+
+    @_abc_1.abstractmethod
+    def GetListingImport(
+        self,
+        request: _catalog_pb2.GetListingImportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.ListingImport, _abc.Awaitable[_catalog_pb2.ListingImport]]:
+        """Gets an import: its state, counts and first row errors."""
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Router domain: ranking, health and validation; no gRPC, no SQL."""

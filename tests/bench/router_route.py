@@ -1,0 +1,156 @@
+"""router_route: Route decisions/s and p99 over gRPC (no client cache) and through the
+client's cache, against a gRPC health check on the same router process as the baseline.
+
+Same load generator, concurrency and duration for Route and the health check, on the
+real stack (the router process with its database, tenancy for the tier). ratio = Route
+calls/s / health-check calls/s (target >= 0.7). The cached figure is RouterClient.route()
+in one process: what an adapter pays per call once its decision is cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from deploy.services import StackOptions
+from deploy.stack import start_stack
+from hygoshop.router.v1 import router_pb2
+from hygoshop_platform.routing import RouterClient
+from hygoshop_platform.tenancy import SCOPES_HEADER, TENANT_HEADER, Caller
+from tests.bench.common import REPO, Result, cpu_seconds, percentile, scratch_database
+
+CONCURRENCY = 32
+DURATION = 10.0
+CATEGORY, CAPABILITY = "llm", "generate_text"
+
+
+def _load(target: str, path: str, request: bytes, metadata: list[str]) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.loadgen",
+            "--mode",
+            "grpc",
+            "--targets",
+            target,
+            "--path",
+            path,
+            "--request-hex",
+            request.hex(),
+            "--metadata",
+            *metadata,
+            "--concurrency",
+            str(CONCURRENCY),
+            "--duration",
+            str(DURATION),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=DURATION + 60,
+    )
+    figures = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    if figures["errors"] or not figures["requests"]:
+        raise RuntimeError(f"{path}: {figures['errors']} errors of {figures['requests']}")
+    return figures
+
+
+async def _cached_route(target: str, tenant_id: str) -> dict[str, float]:
+    """RouterClient.route() with its cache on, CONCURRENCY workers, in this process."""
+    client = RouterClient(target, cache_seconds=1.0)
+    caller = Caller(tenant_id=uuid.UUID(tenant_id), scopes=frozenset({"bench"}))
+    latencies: list[float] = []
+    try:
+        await client.route(CATEGORY, CAPABILITY, caller=caller)
+        stop_at = time.perf_counter() + DURATION
+
+        async def worker() -> None:
+            while (started := time.perf_counter()) < stop_at:
+                decision = await client.route(CATEGORY, CAPABILITY, caller=caller)
+                assert decision.candidates
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    finally:
+        await client.close()
+    latencies.sort()
+    return {
+        "rps": len(latencies) / DURATION,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+    }
+
+
+def run() -> Result:
+    admin_key = "hyg_admin_" + secrets.token_urlsafe(32)
+    with scratch_database("router_route") as db, tempfile.TemporaryDirectory() as tmp:
+        stack = start_stack(db, Path(tmp), StackOptions(platform_admin_key=admin_key))
+        try:
+            with httpx.Client(base_url=stack.gateway_url, timeout=10) as http:
+                tenant_id = http.post(
+                    "/v1/tenants",
+                    json={"displayName": "bench", "tier": "TIER_GROWTH"},
+                    headers={"Authorization": f"Bearer {admin_key}"},
+                ).json()["tenantId"]
+            target = stack.grpc_targets["router"][0]
+            router = stack.processes["router"][0]
+            assert router.pid is not None
+            metadata = [f"{TENANT_HEADER}={tenant_id}", f"{SCOPES_HEADER}=bench"]
+            route_request = router_pb2.RouteRequest(category=CATEGORY, capability=CAPABILITY)
+
+            cpu_0 = cpu_seconds(router.pid)
+            health = _load(target, "/grpc.health.v1.Health/Check", b"", metadata)
+            cpu_1 = cpu_seconds(router.pid)
+            route = _load(
+                target,
+                "/hygoshop.router.v1.RouterService/Route",
+                route_request.SerializeToString(),
+                metadata,
+            )
+            cpu_2 = cpu_seconds(router.pid)
+            cached = asyncio.run(_cached_route(target, tenant_id))
+        finally:
+            stack.stop()
+
+    def per_call(seconds: float, figures: dict[str, float]) -> float:
+        return round(seconds / figures["requests"] * 1e3, 4)
+
+    return Result(
+        name="router_route",
+        value=route["rps"],
+        unit="calls/s",
+        baseline="gRPC health check on the same router process",
+        baseline_value=health["rps"],
+        extra={
+            "concurrency": CONCURRENCY,
+            "duration_s": DURATION,
+            "route_grpc": {
+                "p50_ms": round(route["p50_ms"], 3),
+                "p99_ms": round(route["p99_ms"], 3),
+                "router_cpu_ms_per_call": per_call(cpu_2 - cpu_1, route),
+                "load_generator_cpu_ms_per_call": round(route["client_cpu_ms_per_request"], 4),
+            },
+            "health_check_grpc": {
+                "p50_ms": round(health["p50_ms"], 3),
+                "p99_ms": round(health["p99_ms"], 3),
+                "router_cpu_ms_per_call": per_call(cpu_1 - cpu_0, health),
+            },
+            "route_client_cache": {
+                "calls_per_s": round(cached["rps"], 1),
+                "p50_ms": round(cached["p50_ms"], 4),
+                "p99_ms": round(cached["p99_ms"], 4),
+            },
+            "target_ratio": 0.7,
+        },
+    )
