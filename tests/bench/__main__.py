@@ -7,13 +7,14 @@ import logging
 import sys
 from collections.abc import Callable
 
-from tests.bench import bus, gateway_read, router_route
+from tests.bench import bus, gateway_read, ingest, router_route
 from tests.bench.common import Result
 
 BENCHMARKS: dict[str, Callable[[], Result]] = {
     "gateway_read": gateway_read.run,
     "router_route": router_route.run,
     "bus": bus.run,
+    "ingest": ingest.run,
 }
 
 

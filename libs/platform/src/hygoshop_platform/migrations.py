@@ -7,6 +7,7 @@ run as the owner role so no table is owned by the role the service connects as.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 
 from hygoshop_platform.infra.postgres import to_sqlalchemy_url
 
@@ -90,14 +92,28 @@ def ensure_schema_and_roles(conn: Connection, spec: SchemaSpec, app_password: st
     )
 
 
+_ROLE_ATTEMPTS = 5
+
+
 def upgrade(admin_url: str, spec: SchemaSpec, *, app_password: str | None = None) -> None:
     """Create the schema and roles if needed, then apply every migration (idempotent)."""
     engine = create_engine(to_sqlalchemy_url(admin_url))
     try:
+        # Roles are shared by every database of the server, and the advisory lock below is
+        # per database: two databases migrating at once (parallel test sessions) can race
+        # on ALTER ROLE ("tuple concurrently updated"). The role step is idempotent: retry.
+        for attempt in range(1, _ROLE_ATTEMPTS + 1):
+            try:
+                with engine.begin() as conn:
+                    ensure_schema_and_roles(conn, spec, app_password)
+                break
+            except DBAPIError as exc:
+                if attempt == _ROLE_ATTEMPTS or "concurrently" not in str(exc.orig):
+                    raise
+                time.sleep(0.05 * attempt)
         with engine.begin() as conn:
             # Serialize concurrent migrators (several replicas starting at once).
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": spec.schema})
-            ensure_schema_and_roles(conn, spec, app_password)
             conn.execute(text(f"SET LOCAL ROLE {spec.owner_role}"))
             cfg = Config()
             cfg.set_main_option("script_location", str(spec.migrations_dir))
