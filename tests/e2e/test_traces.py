@@ -1,5 +1,5 @@
-"""One REST call through the real Envoy is one trace: gateway, auth check and service
-spans in one tree, every span tagged with the caller's tenant.
+"""One REST call through the real Envoy is one trace: gateway, auth check, service and the
+consumer of the event it published, in one tree, every span tagged with the caller's tenant.
 
 The platform runs with OTEL_EXPORTER_OTLP_ENDPOINT pointing at an in-test OTLP/gRPC
 collector that Envoy and every service export to, exactly as they would to a real one.
@@ -8,6 +8,7 @@ collector that Envoy and every service export to, exactly as they would to a rea
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +19,16 @@ import pytest
 
 from deploy.services import StackOptions
 from deploy.stack import start_stack
+from hygoshop_platform.bus.schema import BUS_SCHEMA
+from hygoshop_platform.infra import ManagedProcess
+from hygoshop_platform.migrations import app_url
 from hygoshop_platform.telemetry import TENANT_ATTRIBUTE
 from hygoshop_platform.testing.otlp import CollectedSpan, OtlpCollector
+from tests.e2e.listing_consumer import SERVICE as CONSUMER_SERVICE
 from tests.support import APP_PASSWORD, PlatformDatabase
 
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -43,18 +49,17 @@ GATEWAY_AUTH_CALL = Hop(
 )
 AUTH_CHECK = Hop("tenancy", "SERVER", "envoy.service.auth.v3.Authorization/Check")
 CREATE_LISTING = Hop("catalog", "SERVER", "hygoshop.catalog.v1.CatalogService/CreateListing")
+CONSUMED = Hop(CONSUMER_SERVICE, "CONSUMER", "catalog.listing.created process")
 
 LISTING_CREATED_HOPS: tuple[Hop, ...] = (
     GATEWAY,
     GATEWAY_AUTH_CALL,
     AUTH_CHECK,
     CREATE_LISTING,
-    # The async backbone (issue 3) adds the consumer of the listing-created event here:
-    # Hop("<consuming service>", "CONSUMER", "<message type> process"), the span
-    # hygoshop_platform.bus opens around a handler. The envelope carries the traceparent
-    # of the CreateListing span that wrote it to the outbox, so the consumer's span
-    # joins this trace under it, and carries the envelope's tenant. Once the stack runs
-    # that consumer, this line is the whole change.
+    # The listing-created event, relayed from the catalog's outbox over the bus: the
+    # envelope carries the CreateListing span's traceparent, so the consumer's span joins
+    # this trace under it, tagged with the envelope's tenant.
+    CONSUMED,
 )
 UNTAGGED_HOPS = frozenset({GATEWAY_AUTH_CALL})
 """Envoy's own call to the auth check runs while the tenant is still unknown (it is what
@@ -66,6 +71,8 @@ other side of that call, carries the tenant."""
 class Traced:
     http: httpx.Client
     collector: OtlpCollector
+    consumer_env: dict[str, str]
+    """What a downstream consumer process of this stack needs: its bus and collector."""
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +89,11 @@ def traced(
             # take its messages, nor it theirs.
             bus_namespace=f"trace{uuid.uuid4().hex[:12]}",
         )
+        consumer_env = {
+            "BUS_URL": app_url(platform_db.admin_url, BUS_SCHEMA, APP_PASSWORD),
+            "BUS_NAMESPACE": options.bus_namespace,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        }
         stack = start_stack(
             platform_db.admin_url,
             Path(tmp_path_factory.mktemp("traced-stack")),
@@ -90,7 +102,7 @@ def traced(
         )
         try:
             with httpx.Client(base_url=stack.gateway_url, timeout=10.0) as http:
-                yield Traced(http, collector)
+                yield Traced(http, collector, consumer_env)
         finally:
             stack.stop()
 
@@ -138,6 +150,13 @@ def test_creating_a_listing_is_one_trace_tagged_with_the_tenant(
 ) -> None:
     tenant_id, key = _tenant_and_key(traced.http, admin_key)
     forged_tenant = str(uuid.uuid4())
+    consumer = ManagedProcess(
+        CONSUMER_SERVICE,
+        [sys.executable, "-m", "tests.e2e.listing_consumer"],
+        env=traced.consumer_env,
+        cwd=REPO,
+    ).start()
+    consumer.wait_until(lambda: "ready" in consumer.log_tail(), "the consumer subscribed")
     reply = traced.http.post(
         "/v1/listings",
         json={
@@ -151,6 +170,7 @@ def test_creating_a_listing_is_one_trace_tagged_with_the_tenant(
     assert reply.status_code == 200, reply.text
 
     trace = _trace_of_create(traced.collector)
+    assert consumer.wait(timeout=30) == 0
 
     found = {hop: [s for s in trace if hop.matches(s)] for hop in LISTING_CREATED_HOPS}
     assert {hop: len(spans) for hop, spans in found.items()} == dict.fromkeys(
@@ -169,6 +189,8 @@ def test_creating_a_listing_is_one_trace_tagged_with_the_tenant(
     )
     assert by_id[check.parent_span_id] is auth_call
     assert by_id[create.parent_span_id] is root
+    [consumed] = found[CONSUMED]
+    assert by_id[consumed.parent_span_id] is create
     # Every span carries the tenant the API key belongs to, the gateway's included.
     for span in trace:
         if not any(hop.matches(span) for hop in UNTAGGED_HOPS):
