@@ -24,8 +24,9 @@ from hygoshop_platform.infra import ManagedProcess
 from hygoshop_platform.migrations import app_url
 from hygoshop_platform.telemetry import TENANT_ATTRIBUTE
 from hygoshop_platform.testing.otlp import CollectedSpan, OtlpCollector
+from hygoshop_platform.testing.postgres import MakeDatabase
 from tests.e2e.listing_consumer import SERVICE as CONSUMER_SERVICE
-from tests.support import APP_PASSWORD, PlatformDatabase
+from tests.support import APP_PASSWORD
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -77,8 +78,11 @@ class Traced:
 
 @pytest.fixture(scope="module")
 def traced(
-    platform_db: PlatformDatabase, admin_key: str, tmp_path_factory: pytest.TempPathFactory
+    make_database: MakeDatabase, admin_key: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Traced]:
+    # A database of its own: services of two stacks on one database would share the
+    # catalog's outbox, and the other stack's relay could publish this stack's events.
+    database = make_database("traced")
     with OtlpCollector() as collector, pytest.MonkeyPatch.context() as env:
         # Services export every 100 ms instead of every 5 s (inherited by the processes).
         env.setitem(os.environ, "OTEL_BSP_SCHEDULE_DELAY", "100")
@@ -90,12 +94,12 @@ def traced(
             bus_namespace=f"trace{uuid.uuid4().hex[:12]}",
         )
         consumer_env = {
-            "BUS_URL": app_url(platform_db.admin_url, BUS_SCHEMA, APP_PASSWORD),
+            "BUS_URL": app_url(database, BUS_SCHEMA, APP_PASSWORD),
             "BUS_NAMESPACE": options.bus_namespace,
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         }
         stack = start_stack(
-            platform_db.admin_url,
+            database,
             Path(tmp_path_factory.mktemp("traced-stack")),
             options,
             app_password=APP_PASSWORD,
