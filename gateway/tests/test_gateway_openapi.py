@@ -55,7 +55,8 @@ def test_every_http_annotated_rpc_is_an_operation(doc: Doc) -> None:
     methods = annotated_methods(load_descriptor_set(DEFAULT_DESCRIPTOR))
     expected = {f"{m.service.rsplit('.', 1)[1]}_{m.method.name}" for m in methods}
     assert expected <= ops.keys()
-    assert len(ops) == len(expected) == 10
+    # One operation per annotated RPC, none more (no hard count: services keep adding RPCs).
+    assert len(ops) == len(expected)
     assert ops["CatalogService_GetListing"][:2] == ("get", "/v1/listings/{listing_id}")
     assert ops["TenantService_DeleteApiKey"][:2] == (
         "delete",

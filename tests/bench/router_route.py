@@ -3,8 +3,14 @@ client's cache, against a gRPC health check on the same router process as the ba
 
 Same load generator, concurrency and duration for Route and the health check, on the
 real stack (the router process with its database, tenancy for the tier). ratio = Route
-calls/s / health-check calls/s (target >= 0.7). The cached figure is RouterClient.route()
-in one process: what an adapter pays per call once its decision is cached.
+calls/s / health-check calls/s (target >= 0.7).
+
+The router reuses a decision while recomputing it would give the same one (its decision
+memo; any outcome of the category ends it). With no outcomes flowing during the run, the
+headline figure is that path. `route_grpc_recomputed` is a second router process on the
+same database with the memo off (ROUTER_DECISION_MEMO=0): the full ranking on every call,
+its own health-check baseline measured the same way. The cached figure is
+RouterClient.route() in one process: what an adapter pays once its decision is cached.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import httpx
 from deploy.services import StackOptions
 from deploy.stack import start_stack
 from hygoshop.router.v1 import router_pb2
+from hygoshop_platform.infra import ManagedProcess, free_port
+from hygoshop_platform.migrations import app_url
 from hygoshop_platform.routing import RouterClient
 from hygoshop_platform.tenancy import SCOPES_HEADER, TENANT_HEADER, Caller
+from hygoshop_router.config import SCHEMA as ROUTER_SCHEMA
 from tests.bench.common import REPO, Result, cpu_seconds, percentile, scratch_database
 
 CONCURRENCY = 32
@@ -120,6 +129,36 @@ def run() -> Result:
             )
             cpu_2 = cpu_seconds(router.pid)
             cached = asyncio.run(_cached_route(target, tenant_id))
+
+            port = free_port()
+            recomputing = ManagedProcess(
+                "router-recomputing",
+                [sys.executable, "-m", "hygoshop_router"],
+                env={
+                    "GRPC_HOST": "127.0.0.1",
+                    "GRPC_PORT": str(port),
+                    "DATABASE_URL": app_url(db, ROUTER_SCHEMA),
+                    "TENANCY_GRPC_TARGET": stack.grpc_targets["tenancy"][0],
+                    "ROUTER_DECISION_MEMO": "0",
+                },
+                log_path=Path(tmp) / "logs" / "router-recomputing.log",
+            ).start()
+            try:
+                other = f"127.0.0.1:{port}"
+                recomputing.wait_for_grpc_health(other, timeout=60)
+                assert recomputing.pid is not None
+                cpu_3 = cpu_seconds(recomputing.pid)
+                health_2 = _load(other, "/grpc.health.v1.Health/Check", b"", metadata)
+                cpu_4 = cpu_seconds(recomputing.pid)
+                recomputed = _load(
+                    other,
+                    "/hygoshop.router.v1.RouterService/Route",
+                    route_request.SerializeToString(),
+                    metadata,
+                )
+                cpu_5 = cpu_seconds(recomputing.pid)
+            finally:
+                recomputing.stop()
         finally:
             stack.stop()
 
@@ -145,6 +184,15 @@ def run() -> Result:
                 "p50_ms": round(health["p50_ms"], 3),
                 "p99_ms": round(health["p99_ms"], 3),
                 "router_cpu_ms_per_call": per_call(cpu_1 - cpu_0, health),
+            },
+            "route_grpc_recomputed": {
+                "calls_per_s": round(recomputed["rps"], 1),
+                "health_check_calls_per_s": round(health_2["rps"], 1),
+                "ratio": round(recomputed["rps"] / health_2["rps"], 3),
+                "p50_ms": round(recomputed["p50_ms"], 3),
+                "p99_ms": round(recomputed["p99_ms"], 3),
+                "router_cpu_ms_per_call": per_call(cpu_5 - cpu_4, recomputed),
+                "health_check_router_cpu_ms_per_call": per_call(cpu_4 - cpu_3, health_2),
             },
             "route_client_cache": {
                 "calls_per_s": round(cached["rps"], 1),

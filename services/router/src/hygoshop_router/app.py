@@ -33,6 +33,7 @@ async def build(settings: RouterSettings) -> ServiceServer:
         tenant_cache_seconds=settings.tenant_cache_seconds,
         health_persist_seconds=settings.health_persist_seconds,
         catalog_refresh_seconds=settings.catalog_refresh_seconds,
+        decision_memo=settings.decision_memo,
     )
     try:
         await engine.start(seed)

@@ -13,6 +13,7 @@ from hygoshop_platform.settings import (
     env_float,
     env_int,
     env_optional,
+    env_str,
 )
 from hygoshop_router.domain.health import HealthPolicy
 from hygoshop_router.seed import SEED_FILE
@@ -40,6 +41,9 @@ class RouterSettings:
     (CATALOG_REFRESH_SECONDS)."""
     seed_file: Path = SEED_FILE
     """The provider catalog file applied at start (ROUTER_SEED_FILE)."""
+    decision_memo: bool = True
+    """Reuse a decision while recomputing it would give the same one (ROUTER_DECISION_MEMO;
+    0 recomputes every Route: for measuring the ranking cost, never needed otherwise)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -86,4 +90,5 @@ class RouterSettings:
             tier_cache_seconds=env_float("TIER_CACHE_SECONDS", 30.0, e),
             catalog_refresh_seconds=env_float("CATALOG_REFRESH_SECONDS", 5.0, e),
             seed_file=Path(seed) if seed else SEED_FILE,
+            decision_memo=env_str("ROUTER_DECISION_MEMO", "1", e) not in ("0", "false", "no"),
         )

@@ -91,8 +91,22 @@ def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+_USD_CACHE: dict[Decimal, money_pb2.Money] = {}
+
+
 def usd(amount: Decimal) -> money_pb2.Money:
     return decimal_to_money(amount, USD)
+
+
+def list_price(amount: Decimal) -> money_pb2.Money:
+    """USD Money of a list price; the few prices in use are converted once (read-only:
+    callers pass it to a constructor, which copies it)."""
+    cached = _USD_CACHE.get(amount)
+    if cached is None:
+        cached = decimal_to_money(amount, USD)
+        if len(_USD_CACHE) < 10_000:  # prices, not spends: a small set
+            _USD_CACHE[amount] = cached
+    return cached
 
 
 def provider_to_proto(p: Provider) -> router_pb2.Provider:
@@ -221,7 +235,7 @@ def decision_to_proto(decision: Decision, now: float) -> router_pb2.RouteDecisio
             else router_pb2.OVERRIDE_EFFECT_NONE,
             health_state=HEALTH_TO_PROTO[parts.health.state],
             error_rate=round(parts.health.error_rate, 4),
-            unit_cost=usd(parts.unit_cost),
+            unit_cost=list_price(parts.unit_cost),
             budget_state=BUDGET_TO_PROTO[parts.budget_state],
             cost_score=parts.cost_score,
             health_score=parts.health_score,

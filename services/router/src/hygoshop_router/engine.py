@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from hygoshop_platform.refreshing import RefreshingCache
 from hygoshop_router.domain.health import HealthBook, credential_cooldown_until
+from hygoshop_router.domain.memo import DecisionMemo, MemoInputs, valid_until
 from hygoshop_router.domain.model import (
     HealthView,
     Outcome,
@@ -51,6 +52,7 @@ class RouterEngine:
         tenant_cache_seconds: float,
         health_persist_seconds: float,
         catalog_refresh_seconds: float,
+        decision_memo: bool = True,
     ) -> None:
         self.providers = providers
         self.tenants = tenants
@@ -64,6 +66,10 @@ class RouterEngine:
         self.catalog: dict[str, Provider] = {}
         self.by_category: dict[str, list[Provider]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._memo = DecisionMemo() if decision_memo else None
+        self._catalog_version = 0
+        self._health_versions: dict[str, int] = defaultdict(int)
+        """Per category: bumped by every outcome, so a kept decision never outlives one."""
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -105,6 +111,7 @@ class RouterEngine:
             by_category[p.category].append(p)
         self.catalog = {p.provider_id: p for p in providers}
         self.by_category = dict(by_category)
+        self._catalog_version += 1
 
     def replace_provider(self, provider: Provider) -> None:
         """An edit made through this process is visible to its next decision."""
@@ -113,6 +120,7 @@ class RouterEngine:
             provider if p.provider_id == provider.provider_id else p
             for p in self.by_category.get(provider.category, [])
         ]
+        self._catalog_version += 1
 
     @property
     def categories(self) -> frozenset[str]:
@@ -154,15 +162,32 @@ class RouterEngine:
         tier: Tier = await self.tiers.tier(tenant_id)
         tenant = await self.tenant_routing(tenant_id)
         now = time.time()
+        key = (tenant_id, category, capability, avoid, max_candidates)
+        inputs = MemoInputs(tier, tenant, self._catalog_version, self._health_versions[category])
+        kept = None if self._memo is None else self._memo.get(key, inputs, now)
+        if kept is not None:
+            return kept, now
         health = self.health
+        providers = self.by_category.get(category, ())
         decision = rank(
             RouteQuery(category, capability, tier, avoid, max_candidates),
-            self.by_category.get(category, ()),
+            providers,
             lambda pid: health.view(pid, now),
             tenant,
             now=now,
             claim_probe=(lambda pid: health.claim_probe(pid, now)) if probes else (lambda _: False),
         )
+        if self._memo is None:
+            return decision, now
+        until = valid_until(
+            decision,
+            providers=providers,
+            health=lambda pid: health.view(pid, now),
+            next_change=lambda pid: health.next_change(pid, now),
+            tenant=tenant,
+            now=now,
+        )
+        self._memo.put(key, decision, inputs, valid_until=until, now=now)
         return decision, now
 
     async def report(self, tenant_id: uuid.UUID, outcomes: Sequence[Outcome]) -> int:
@@ -173,6 +198,7 @@ class RouterEngine:
         for outcome in outcomes:
             provider = self.catalog[outcome.provider_id]
             self.health.record(outcome, now)
+            self._health_versions[provider.category] += 1
             amount, calls = spend.get(provider.category, (Decimal(0), 0))
             spend[provider.category] = (amount + outcome.cost, calls + 1)
             if outcome.result is ResultClass.AUTH_ERROR:

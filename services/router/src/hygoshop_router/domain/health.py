@@ -14,11 +14,12 @@ Time is passed in (epoch seconds) so a snapshot survives a restart and tests nee
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hygoshop_router.domain.model import HealthState, HealthView, Outcome, ResultClass
+from hygoshop_router.domain.model import HEALTHY, HealthState, HealthView, Outcome, ResultClass
 
 _ERRORS = frozenset({ResultClass.SERVER_ERROR, ResultClass.TIMEOUT})
 
@@ -183,6 +184,19 @@ class ProviderCircuit:
         reason = f"{errors} of {calls} calls failed in the window" if calls else self.reason
         return HealthView(HealthState.HEALTHY, rate, calls, latency, None, reason)
 
+    def next_change(self, now: float) -> float:
+        """When `view` may next answer differently without a new outcome: an open period
+        or a cooldown ends, or the oldest bucket leaves the window. +inf if never."""
+        self._advance(now)
+        times = [math.inf]
+        if self.state is HealthState.OPEN:
+            times.append(self.open_until)
+        if self.cooldown_until > now:
+            times.append(self.cooldown_until)
+        if self.buckets:
+            times.append(self.buckets[0].second + self.policy.window_seconds)
+        return min(times)
+
     def to_snapshot(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
@@ -242,7 +256,11 @@ class HealthBook:
 
     def view(self, provider_id: str, now: float) -> HealthView:
         circuit = self._circuits.get(provider_id)
-        return HealthView() if circuit is None else circuit.view(now)
+        return HEALTHY if circuit is None else circuit.view(now)
+
+    def next_change(self, provider_id: str, now: float) -> float:
+        circuit = self._circuits.get(provider_id)
+        return math.inf if circuit is None else circuit.next_change(now)
 
     def claim_probe(self, provider_id: str, now: float) -> bool:
         circuit = self._circuits.get(provider_id)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 
 class Tier(enum.Enum):
@@ -130,9 +131,12 @@ class Outcome:
     retry_after_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HealthView:
-    """What ranking needs to know about a provider's health at one instant."""
+class HealthView(NamedTuple):
+    """What ranking needs to know about a provider's health at one instant.
+
+    A NamedTuple, not a frozen dataclass: one is made per provider per decision, and
+    tuples are built about twice as fast (Route's latency budget is tens of microseconds).
+    """
 
     state: HealthState = HealthState.HEALTHY
     error_rate: float = 0.0
