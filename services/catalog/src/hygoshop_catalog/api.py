@@ -18,18 +18,16 @@ from hygoshop_catalog.domain.validation import validate_content
 from hygoshop_catalog.imports import ImportRecord, ListingImports
 from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore, ListFilter
+from hygoshop_platform.access import require_tenant
 from hygoshop_platform.errors import (
     Aborted,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
-    Unauthenticated,
     require,
 )
 from hygoshop_platform.pagination import decode_token, encode_token, page_size
 from hygoshop_platform.server import Context
-from hygoshop_platform.tenancy import current_caller
 
 READ = "catalog:read"
 WRITE = "catalog:write"
@@ -38,18 +36,6 @@ PURPOSE_FROM_PROTO = {
     catalog_pb2.UPLOAD_PURPOSE_IMPORT_FILE: UploadPurpose.IMPORT_FILE,
     catalog_pb2.UPLOAD_PURPOSE_LISTING_IMAGE: UploadPurpose.LISTING_IMAGE,
 }
-
-
-def _tenant(scope: str) -> uuid.UUID:
-    """The caller's tenant, if its key holds `scope`."""
-    caller = current_caller()
-    if caller.tenant_id is None:
-        if caller.scopes:
-            raise PermissionDenied("the catalog needs a tenant's API key")
-        raise Unauthenticated("an API key is required")
-    if not caller.has_scope(scope):
-        raise PermissionDenied(f"this needs an API key with the `{scope}` scope")
-    return caller.tenant_id
 
 
 def _listing_id(value: str, field: str) -> uuid.UUID:
@@ -71,7 +57,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetListing(
         self, request: catalog_pb2.GetListingRequest, context: Context
     ) -> catalog_pb2.Listing:
-        tenant_id = _tenant(READ)
+        tenant_id = require_tenant(READ)
         listing = await self._store.get(tenant_id, _listing_id(request.listing_id, "listing_id"))
         if listing is None:
             raise NotFound("listing not found")
@@ -80,7 +66,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def ListListings(
         self, request: catalog_pb2.ListListingsRequest, context: Context
     ) -> catalog_pb2.ListListingsResponse:
-        tenant_id = _tenant(READ)
+        tenant_id = require_tenant(READ)
         size = page_size(request.page_size, default=25)
         flt = ListFilter()
         if request.status != catalog_pb2.LISTING_STATUS_UNSPECIFIED:
@@ -118,7 +104,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def CreateListing(
         self, request: catalog_pb2.CreateListingRequest, context: Context
     ) -> catalog_pb2.Listing:
-        tenant_id = _tenant(WRITE)
+        tenant_id = require_tenant(WRITE)
         violations: list[FieldViolation] = []
         if not request.HasField("listing"):
             raise InvalidArgument([FieldViolation("listing", "is required")])
@@ -141,7 +127,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def UpdateListing(
         self, request: catalog_pb2.UpdateListingRequest, context: Context
     ) -> catalog_pb2.Listing:
-        tenant_id = _tenant(WRITE)
+        tenant_id = require_tenant(WRITE)
         listing_id = _listing_id(request.listing.listing_id, "listing.listing_id")
         paths = tuple(request.update_mask.paths) or UPDATABLE_FIELDS
         violations = [
@@ -182,7 +168,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def DeleteListing(
         self, request: catalog_pb2.DeleteListingRequest, context: Context
     ) -> empty_pb2.Empty:
-        tenant_id = _tenant(WRITE)
+        tenant_id = require_tenant(WRITE)
         listing_id = _listing_id(request.listing_id, "listing_id")
         if not await self._store.delete(tenant_id, listing_id):
             raise NotFound("listing not found")
@@ -192,7 +178,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def AttachListingImage(
         self, request: catalog_pb2.AttachListingImageRequest, context: Context
     ) -> catalog_pb2.Listing:
-        tenant_id = _tenant(WRITE)
+        tenant_id = require_tenant(WRITE)
         listing_id = _listing_id(request.listing_id, "listing_id")
         listing = await self._media.attach_image(
             tenant_id, listing_id, request.key, request.alt_text
@@ -202,7 +188,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def CreateUpload(
         self, request: catalog_pb2.CreateUploadRequest, context: Context
     ) -> catalog_pb2.Upload:
-        tenant_id = _tenant(WRITE)
+        tenant_id = require_tenant(WRITE)
         purpose = PURPOSE_FROM_PROTO.get(request.purpose)
         content_type = request.content_type.strip()
         key, presigned = self._media.create_upload(
@@ -223,13 +209,13 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def ImportListings(
         self, request: catalog_pb2.ImportListingsRequest, context: Context
     ) -> catalog_pb2.ListingImport:
-        tenant_id = _tenant(WRITE)
+        tenant_id = require_tenant(WRITE)
         return _import_to_proto(await self._imports.start(tenant_id, request))
 
     async def GetListingImport(
         self, request: catalog_pb2.GetListingImportRequest, context: Context
     ) -> catalog_pb2.ListingImport:
-        tenant_id = _tenant(READ)
+        tenant_id = require_tenant(READ)
         try:
             import_id = uuid.UUID(request.import_id)
         except ValueError:

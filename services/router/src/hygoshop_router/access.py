@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 
+from hygoshop_platform.access import require_tenant
 from hygoshop_platform.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
 )
 from hygoshop_platform.tenancy import current_caller
@@ -24,24 +24,12 @@ WRITE = "routing:write"
 DEFAULT_PAGE = 50
 
 
-def tenant_with(scope: str) -> uuid.UUID:
-    """The caller's tenant, if its key holds `scope`."""
-    caller = current_caller()
-    if caller.tenant_id is None:
-        if caller.scopes:
-            raise PermissionDenied("this needs a tenant's API key")
-        raise Unauthenticated("an API key is required")
-    if not caller.has_scope(scope):
-        raise PermissionDenied(f"this needs an API key with the `{scope}` scope")
-    return caller.tenant_id
-
-
 def catalog_reader() -> uuid.UUID | None:
     """The tenant reading the catalog or health, or None for the platform admin."""
     caller = current_caller()
     if caller.is_platform_admin and caller.tenant_id is None:
         return None
-    return tenant_with(READ)
+    return require_tenant(READ)
 
 
 def internal_tenant() -> uuid.UUID:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from hygoshop.router.v1 import router_pb2, router_pb2_grpc
+from hygoshop_platform.access import require_tenant
 from hygoshop_platform.errors import FieldViolation, InvalidArgument, require
 from hygoshop_platform.money import money_to_decimal
 from hygoshop_platform.server import Context
 from hygoshop_router import convert
-from hygoshop_router.access import READ, internal_tenant, tenant_with
+from hygoshop_router.access import READ, internal_tenant
 from hygoshop_router.catalog_api import CatalogMethods
 from hygoshop_router.domain.model import Outcome
 from hygoshop_router.domain.ranking import Decision
@@ -54,7 +55,7 @@ class RouterApi(CatalogMethods, TenantSettingsMethods, router_pb2_grpc.RouterSer
     async def ExplainRoute(
         self, request: router_pb2.ExplainRouteRequest, context: Context
     ) -> router_pb2.ExplainRouteResponse:
-        tenant_id = tenant_with(READ)
+        tenant_id = require_tenant(READ)
         self._route_inputs(request.category, request.capability)
         decision, now = await self._engine.decide(
             tenant_id, request.category, request.capability, probes=False

@@ -9,6 +9,7 @@ from decimal import Decimal
 from google.protobuf import empty_pb2
 
 from hygoshop.router.v1 import router_pb2
+from hygoshop_platform.access import require_tenant
 from hygoshop_platform.errors import FieldViolation, InvalidArgument, NotFound, require
 from hygoshop_platform.money import money_to_decimal
 from hygoshop_platform.pagination import decode_token, encode_token, page_size
@@ -20,7 +21,6 @@ from hygoshop_router.access import (
     WRITE,
     ApiBase,
     parse_uuid,
-    tenant_with,
 )
 from hygoshop_router.domain.model import DEFAULT_NEAR_CAP_RATIO, Budget, Override
 from hygoshop_router.domain.validation import (
@@ -38,7 +38,7 @@ class TenantSettingsMethods(ApiBase):
     async def CreateRoutingOverride(
         self, request: router_pb2.CreateRoutingOverrideRequest, context: Context
     ) -> router_pb2.RoutingOverride:
-        tenant_id = tenant_with(WRITE)
+        tenant_id = require_tenant(WRITE)
         o = request.routing_override
         now = datetime.now(UTC)
         expire = convert.to_datetime(o.expire_time) if o.HasField("expire_time") else None
@@ -67,7 +67,7 @@ class TenantSettingsMethods(ApiBase):
     async def GetRoutingOverride(
         self, request: router_pb2.GetRoutingOverrideRequest, context: Context
     ) -> router_pb2.RoutingOverride:
-        tenant_id = tenant_with(READ)
+        tenant_id = require_tenant(READ)
         override_id = parse_uuid(request.override_id, "override_id", "override not found")
         found = await self._engine.tenants.get_override(tenant_id, override_id)
         if found is None:
@@ -77,7 +77,7 @@ class TenantSettingsMethods(ApiBase):
     async def ListRoutingOverrides(
         self, request: router_pb2.ListRoutingOverridesRequest, context: Context
     ) -> router_pb2.ListRoutingOverridesResponse:
-        tenant_id = tenant_with(READ)
+        tenant_id = require_tenant(READ)
         size = page_size(request.page_size, DEFAULT_PAGE)
         if request.category:
             self._category(request.category, "category")
@@ -106,7 +106,7 @@ class TenantSettingsMethods(ApiBase):
     async def DeleteRoutingOverride(
         self, request: router_pb2.DeleteRoutingOverrideRequest, context: Context
     ) -> empty_pb2.Empty:
-        tenant_id = tenant_with(WRITE)
+        tenant_id = require_tenant(WRITE)
         override_id = parse_uuid(request.override_id, "override_id", "override not found")
         if not await self._engine.tenants.delete_override(tenant_id, override_id):
             raise NotFound("override not found")
@@ -118,7 +118,7 @@ class TenantSettingsMethods(ApiBase):
     async def GetBudget(
         self, request: router_pb2.GetBudgetRequest, context: Context
     ) -> router_pb2.Budget:
-        tenant_id = tenant_with(READ)
+        tenant_id = require_tenant(READ)
         if not request.category:
             raise InvalidArgument([FieldViolation("category", "is required")])
         month = month_of(datetime.now(UTC))
@@ -130,7 +130,7 @@ class TenantSettingsMethods(ApiBase):
     async def ListBudgets(
         self, request: router_pb2.ListBudgetsRequest, context: Context
     ) -> router_pb2.ListBudgetsResponse:
-        tenant_id = tenant_with(READ)
+        tenant_id = require_tenant(READ)
         size = page_size(request.page_size, DEFAULT_PAGE)
         token = decode_token(request.page_token, ("budgets",))
         month = month_of(datetime.now(UTC))
@@ -147,7 +147,7 @@ class TenantSettingsMethods(ApiBase):
     async def UpdateBudget(
         self, request: router_pb2.UpdateBudgetRequest, context: Context
     ) -> router_pb2.Budget:
-        tenant_id = tenant_with(WRITE)
+        tenant_id = require_tenant(WRITE)
         category = self._category(request.budget.category, "budget.category")
         paths = tuple(request.update_mask.paths) or BUDGET_FIELDS
         require(unknown_fields(paths, BUDGET_FIELDS))
@@ -184,7 +184,7 @@ class TenantSettingsMethods(ApiBase):
     async def DeleteBudget(
         self, request: router_pb2.DeleteBudgetRequest, context: Context
     ) -> empty_pb2.Empty:
-        tenant_id = tenant_with(WRITE)
+        tenant_id = require_tenant(WRITE)
         if not request.category:
             raise InvalidArgument([FieldViolation("category", "is required")])
         if not await self._engine.tenants.delete_budget(tenant_id, request.category):
@@ -197,7 +197,7 @@ class TenantSettingsMethods(ApiBase):
     async def ListRoutingAlerts(
         self, request: router_pb2.ListRoutingAlertsRequest, context: Context
     ) -> router_pb2.ListRoutingAlertsResponse:
-        tenant_id = tenant_with(READ)
+        tenant_id = require_tenant(READ)
         size = page_size(request.page_size, DEFAULT_PAGE)
         token = decode_token(request.page_token, ("alerts",))
         after = None
