@@ -10,6 +10,8 @@ chunk, and a finished import ignores its job.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -323,18 +325,23 @@ class ListingImports:
     async def _run_skipping_failures(
         self, tenant_id: uuid.UUID, import_id: uuid.UUID, done: int, rows: Iterator[ParsedRow]
     ) -> None:
-        chunk: list[ParsedRow] = []
-        seen = 0
-        for row in rows:
-            seen += 1
-            if seen <= done:
-                continue  # committed by an earlier delivery of this job
-            chunk.append(row)
-            if len(chunk) == CHUNK_ROWS:
+        # Rows committed by an earlier delivery of this job are parsed again, not written.
+        remaining = itertools.islice(rows, done, None)
+
+        def next_chunk() -> list[ParsedRow]:
+            return list(itertools.islice(remaining, CHUNK_ROWS))
+
+        # Parse the next chunk in a thread while this one is written: parsing is Python CPU
+        # in this process, the upsert mostly PostgreSQL's, so the two overlap.
+        chunk = await asyncio.to_thread(next_chunk)
+        while chunk:
+            parsing = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+            try:
                 await self._write_chunk(tenant_id, import_id, chunk)
-                chunk = []
-        if chunk:
-            await self._write_chunk(tenant_id, import_id, chunk)
+            except BaseException:
+                parsing.cancel()
+                raise
+            chunk = await parsing
 
     async def _write_chunk(
         self, tenant_id: uuid.UUID, import_id: uuid.UUID, chunk: list[ParsedRow]

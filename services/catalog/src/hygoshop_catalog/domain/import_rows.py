@@ -18,6 +18,7 @@ Formats:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class _RowProblem(Exception):
         self.description = description
 
 
+@functools.lru_cache(maxsize=1024)  # the same few keys on every row
 def _snake(key: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
