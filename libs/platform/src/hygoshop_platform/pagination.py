@@ -10,13 +10,16 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from hygoshop_platform.errors import FieldViolation, InvalidArgument
 
 MAX_PAGE_SIZE = 100
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +65,28 @@ def decode_token(
     if not isinstance(key, list) or not key:
         raise invalid
     return tuple(key)
+
+
+def split_page(
+    rows: Sequence[T], size: int, key: Callable[[T], Sequence[Any]], query: Sequence[Any]
+) -> tuple[Sequence[T], str]:
+    """Rows read with `limit=size + 1` -> (this page, the next page's token, "" if last).
+
+    Reading one row more than the page tells whether another page exists without a count.
+    """
+    if len(rows) <= size:
+        return rows, ""
+    return rows[:size], encode_token(list(key(rows[size - 1])), query)
+
+
+def decode_time_id_token(
+    token: str, query: Sequence[Any], field: str = "page_token"
+) -> tuple[datetime, uuid.UUID] | None:
+    """A token whose position is (a timestamp, a UUID): the usual keyset of time-ordered lists."""
+    position = decode_token(token, query, field)
+    if position is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(position[0])), uuid.UUID(str(position[1]))
+    except (ValueError, IndexError):
+        raise InvalidArgument([FieldViolation(field, "is malformed")]) from None

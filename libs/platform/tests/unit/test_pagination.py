@@ -1,9 +1,19 @@
 """Page tokens are opaque, bound to their query, and refuse garbage."""
 
+import uuid
+from datetime import UTC, datetime
+
 import pytest
 
 from hygoshop_platform.errors import InvalidArgument
-from hygoshop_platform.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
+from hygoshop_platform.pagination import (
+    MAX_PAGE_SIZE,
+    decode_time_id_token,
+    decode_token,
+    encode_token,
+    page_size,
+    split_page,
+)
 
 
 def test_token_round_trips_for_the_same_query() -> None:
@@ -34,3 +44,18 @@ def test_page_size_defaults_caps_and_rejects_negative() -> None:
     assert page_size(10_000, default=25) == MAX_PAGE_SIZE
     with pytest.raises(InvalidArgument):
         page_size(-1, default=25)
+
+
+def test_split_page_returns_the_page_and_a_token_only_when_more_exist() -> None:
+    rows = [1, 2, 3, 4]
+    page, token = split_page(rows, 3, lambda r: (r,), ("q",))
+    assert (list(page), decode_token(token, ("q",))) == ([1, 2, 3], (3,))
+    assert split_page(rows[:3], 3, lambda r: (r,), ("q",)) == (rows[:3], "")
+
+
+def test_time_and_id_tokens() -> None:
+    when, ident = datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4()
+    token = encode_token([when.isoformat(), str(ident)], ("q",))
+    assert decode_time_id_token(token, ("q",)) == (when, ident)
+    with pytest.raises(InvalidArgument):
+        decode_time_id_token(encode_token(["yesterday", "x"], ("q",)), ("q",))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC as _UTC
-from datetime import datetime
 
 from google.protobuf import empty_pb2
 
@@ -26,7 +25,7 @@ from hygoshop_platform.errors import (
     NotFound,
     require,
 )
-from hygoshop_platform.pagination import decode_token, encode_token, page_size
+from hygoshop_platform.pagination import decode_time_id_token, page_size, split_page
 from hygoshop_platform.server import Context
 
 READ = "catalog:read"
@@ -82,24 +81,15 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             flt.status and flt.status.value,
             flt.updated_after and flt.updated_after.isoformat(),
         )
-        token = decode_token(request.page_token, query)
-        after = None
-        if token is not None:
-            try:
-                after = (datetime.fromisoformat(str(token[0])), uuid.UUID(str(token[1])))
-            except (ValueError, IndexError):
-                raise InvalidArgument([FieldViolation("page_token", "is malformed")]) from None
+        after = decode_time_id_token(request.page_token, query)
         rows = await self._store.list(tenant_id, flt, limit=size + 1, after=after)
-        image_url = self._media.image_url(tenant_id)
-        response = catalog_pb2.ListListingsResponse(
-            listings=[listing_to_proto(r, image_url) for r in rows[:size]]
+        page, next_token = split_page(
+            rows, size, lambda r: (r.update_time.isoformat(), str(r.listing_id)), query
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_token(
-                [last.update_time.isoformat(), str(last.listing_id)], query
-            )
-        return response
+        image_url = self._media.image_url(tenant_id)
+        return catalog_pb2.ListListingsResponse(
+            listings=[listing_to_proto(r, image_url) for r in page], next_page_token=next_token
+        )
 
     async def CreateListing(
         self, request: catalog_pb2.CreateListingRequest, context: Context

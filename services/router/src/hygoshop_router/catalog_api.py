@@ -13,7 +13,7 @@ from hygoshop_platform.errors import (
     Unauthenticated,
     require,
 )
-from hygoshop_platform.pagination import decode_token, encode_token, page_size
+from hygoshop_platform.pagination import decode_token, page_size, split_page
 from hygoshop_platform.server import Context
 from hygoshop_platform.tenancy import current_caller
 from hygoshop_router import convert
@@ -38,12 +38,10 @@ class CatalogMethods(ApiBase):
             if (not request.category or p.category == request.category)
             and (after is None or pid > str(after[0]))
         ]
-        response = router_pb2.ListProvidersResponse(
-            providers=[convert.provider_to_proto(p) for p in rows[:size]]
+        page, next_token = split_page(rows, size, lambda p: (p.provider_id,), query)
+        return router_pb2.ListProvidersResponse(
+            providers=[convert.provider_to_proto(p) for p in page], next_page_token=next_token
         )
-        if len(rows) > size:
-            response.next_page_token = encode_token([rows[size - 1].provider_id], query)
-        return response
 
     async def GetProvider(
         self, request: router_pb2.GetProviderRequest, context: Context
@@ -104,12 +102,11 @@ class CatalogMethods(ApiBase):
             and (after is None or pid > str(after[0]))
         ]
         now = datetime.now(UTC).timestamp()
-        response = router_pb2.ListProviderHealthResponse(
+        page, next_token = split_page(rows, size, lambda p: (p.provider_id,), query)
+        return router_pb2.ListProviderHealthResponse(
             provider_health=[
                 convert.health_to_proto(p, self._engine.tenant_health(p.provider_id, tenant, now))
-                for p in rows[:size]
-            ]
+                for p in page
+            ],
+            next_page_token=next_token,
         )
-        if len(rows) > size:
-            response.next_page_token = encode_token([rows[size - 1].provider_id], query)
-        return response

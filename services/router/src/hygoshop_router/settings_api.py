@@ -12,7 +12,7 @@ from hygoshop.router.v1 import router_pb2
 from hygoshop_platform.access import require_tenant
 from hygoshop_platform.errors import FieldViolation, InvalidArgument, NotFound, require
 from hygoshop_platform.money import money_to_decimal
-from hygoshop_platform.pagination import decode_token, encode_token, page_size
+from hygoshop_platform.pagination import decode_time_id_token, decode_token, page_size, split_page
 from hygoshop_platform.server import Context
 from hygoshop_router import convert
 from hygoshop_router.access import (
@@ -82,26 +82,15 @@ class TenantSettingsMethods(ApiBase):
         if request.category:
             self._category(request.category, "category")
         query = ("overrides", request.category)
-        token = decode_token(request.page_token, query)
-        after = None
-        if token is not None:
-            try:
-                after = (datetime.fromisoformat(str(token[0])), uuid.UUID(str(token[1])))
-            except (ValueError, IndexError):
-                raise InvalidArgument([FieldViolation("page_token", "is malformed")]) from None
+        after = decode_time_id_token(request.page_token, query)
         rows = await self._engine.tenants.list_overrides(
             tenant_id, request.category or None, limit=size + 1, after=after
         )
-        response = router_pb2.ListRoutingOverridesResponse(
-            routing_overrides=[convert.override_to_proto(o) for o in rows[:size]]
+        page, next_token = split_page(rows, size, _override_position, query)
+        return router_pb2.ListRoutingOverridesResponse(
+            routing_overrides=[convert.override_to_proto(o) for o in page],
+            next_page_token=next_token,
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            assert last.create_time is not None
-            response.next_page_token = encode_token(
-                [last.create_time.isoformat(), str(last.override_id)], query
-            )
-        return response
 
     async def DeleteRoutingOverride(
         self, request: router_pb2.DeleteRoutingOverrideRequest, context: Context
@@ -137,12 +126,10 @@ class TenantSettingsMethods(ApiBase):
         rows = await self._engine.tenants.list_budgets(
             tenant_id, month, limit=size + 1, after=None if token is None else str(token[0])
         )
-        response = router_pb2.ListBudgetsResponse(
-            budgets=[convert.budget_to_proto(b, month) for b in rows[:size]]
+        page, next_token = split_page(rows, size, lambda b: (b.budget.category,), ("budgets",))
+        return router_pb2.ListBudgetsResponse(
+            budgets=[convert.budget_to_proto(b, month) for b in page], next_page_token=next_token
         )
-        if len(rows) > size:
-            response.next_page_token = encode_token([rows[size - 1].budget.category], ("budgets",))
-        return response
 
     async def UpdateBudget(
         self, request: router_pb2.UpdateBudgetRequest, context: Context
@@ -199,20 +186,16 @@ class TenantSettingsMethods(ApiBase):
     ) -> router_pb2.ListRoutingAlertsResponse:
         tenant_id = require_tenant(READ)
         size = page_size(request.page_size, DEFAULT_PAGE)
-        token = decode_token(request.page_token, ("alerts",))
-        after = None
-        if token is not None:
-            try:
-                after = (datetime.fromisoformat(str(token[0])), uuid.UUID(str(token[1])))
-            except (ValueError, IndexError):
-                raise InvalidArgument([FieldViolation("page_token", "is malformed")]) from None
+        after = decode_time_id_token(request.page_token, ("alerts",))
         rows = await self._engine.tenants.list_alerts(tenant_id, limit=size + 1, after=after)
-        response = router_pb2.ListRoutingAlertsResponse(
-            routing_alerts=[convert.alert_to_proto(a) for a in rows[:size]]
+        page, next_token = split_page(
+            rows, size, lambda a: (a.create_time.isoformat(), str(a.alert_id)), ("alerts",)
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_token(
-                [last.create_time.isoformat(), str(last.alert_id)], ("alerts",)
-            )
-        return response
+        return router_pb2.ListRoutingAlertsResponse(
+            routing_alerts=[convert.alert_to_proto(a) for a in page], next_page_token=next_token
+        )
+
+
+def _override_position(override: Override) -> tuple[str, str]:
+    assert override.create_time is not None  # stored overrides always have one
+    return override.create_time.isoformat(), str(override.override_id)

@@ -15,7 +15,7 @@ from hygoshop_platform.errors import (
     Unauthenticated,
     require,
 )
-from hygoshop_platform.pagination import decode_token, encode_token, page_size
+from hygoshop_platform.pagination import decode_token, page_size, split_page
 from hygoshop_platform.server import Context
 from hygoshop_platform.tenancy import Caller, current_caller
 from hygoshop_tenancy.authz import AuthCache
@@ -152,13 +152,12 @@ class TenantApi(tenancy_pb2_grpc.TenantServiceServicer):
         rows = await self._store.list_keys(tenant_id, limit=size + 1, after=position)
         if not rows and after is None and await self._store.get_tenant(tenant_id) is None:
             raise NotFound("tenant not found")
-        response = tenancy_pb2.ListApiKeysResponse(api_keys=[_key_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_token(
-                [last.create_time.isoformat(), str(last.key_id)], query
-            )
-        return response
+        page, next_token = split_page(
+            rows, size, lambda r: (r.create_time.isoformat(), str(r.key_id)), query
+        )
+        return tenancy_pb2.ListApiKeysResponse(
+            api_keys=[_key_proto(r) for r in page], next_page_token=next_token
+        )
 
     async def DeleteApiKey(
         self, request: tenancy_pb2.DeleteApiKeyRequest, context: Context
