@@ -78,9 +78,7 @@ def test_docker_source_falls_through_fast_without_an_engine(
 ) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     if docker_engine_available():
-        pytest.skip(
-            reason="a Docker engine answers on this machine: the fall-through cannot happen"
-        )
+        pytest.skip(reason="a Docker engine answers here: nothing to fall through")
     with pytest.raises(PostgresUnavailable, match="no Docker engine answers"):
         find_or_start_postgres(sources=("docker",))
 
