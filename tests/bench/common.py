@@ -24,6 +24,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def ms_per_request(seconds: float, figures: dict[str, float]) -> float:
+    """CPU milliseconds per request of a load-generator run (`figures["requests"]`)."""
+    return round(seconds / figures["requests"] * 1e3, 4)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

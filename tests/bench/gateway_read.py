@@ -21,7 +21,7 @@ from deploy.stack import start_stack
 from hygoshop.catalog.v1 import catalog_pb2
 from hygoshop_platform.infra import ManagedProcess
 from hygoshop_platform.tenancy import SCOPES_HEADER, TENANT_HEADER
-from tests.bench.common import REPO, Result, cpu_seconds, scratch_database
+from tests.bench.common import REPO, Result, cpu_seconds, ms_per_request, scratch_database
 
 CONCURRENCY = 32
 DURATION = 10.0
@@ -130,9 +130,6 @@ def run() -> Result:
                 f"{name} run had {figures['errors']} errors of {figures['requests']}"
             )
 
-    def per_request(seconds: float, figures: dict[str, float]) -> float:
-        return round(seconds / figures["requests"] * 1e3, 4)
-
     return Result(
         name="gateway_read",
         value=gateway["rps"],
@@ -147,9 +144,9 @@ def run() -> Result:
                 "p50_ms": round(gateway["p50_ms"], 3),
                 "p99_ms": round(gateway["p99_ms"], 3),
                 "cpu_ms_per_request": {
-                    "envoy": per_request(after[1] - middle[1], gateway),
-                    "catalog": per_request(after[0] - middle[0], gateway),
-                    "tenancy_authz": per_request(after[2] - middle[2], gateway),
+                    "envoy": ms_per_request(after[1] - middle[1], gateway),
+                    "catalog": ms_per_request(after[0] - middle[0], gateway),
+                    "tenancy_authz": ms_per_request(after[2] - middle[2], gateway),
                     "load_generator": round(gateway["client_cpu_ms_per_request"], 4),
                 },
             },
@@ -157,7 +154,7 @@ def run() -> Result:
                 "p50_ms": round(direct["p50_ms"], 3),
                 "p99_ms": round(direct["p99_ms"], 3),
                 "cpu_ms_per_request": {
-                    "catalog": per_request(middle[0] - before[0], direct),
+                    "catalog": ms_per_request(middle[0] - before[0], direct),
                     "load_generator": round(direct["client_cpu_ms_per_request"], 4),
                 },
             },

@@ -35,7 +35,14 @@ from hygoshop_platform.migrations import app_url
 from hygoshop_platform.routing import RouterClient
 from hygoshop_platform.tenancy import SCOPES_HEADER, TENANT_HEADER, Caller
 from hygoshop_router.config import SCHEMA as ROUTER_SCHEMA
-from tests.bench.common import REPO, Result, cpu_seconds, percentile, scratch_database
+from tests.bench.common import (
+    REPO,
+    Result,
+    cpu_seconds,
+    ms_per_request,
+    percentile,
+    scratch_database,
+)
 
 CONCURRENCY = 32
 DURATION = 10.0
@@ -162,9 +169,6 @@ def run() -> Result:
         finally:
             stack.stop()
 
-    def per_call(seconds: float, figures: dict[str, float]) -> float:
-        return round(seconds / figures["requests"] * 1e3, 4)
-
     return Result(
         name="router_route",
         value=route["rps"],
@@ -177,13 +181,13 @@ def run() -> Result:
             "route_grpc": {
                 "p50_ms": round(route["p50_ms"], 3),
                 "p99_ms": round(route["p99_ms"], 3),
-                "router_cpu_ms_per_call": per_call(cpu_2 - cpu_1, route),
+                "router_cpu_ms_per_call": ms_per_request(cpu_2 - cpu_1, route),
                 "load_generator_cpu_ms_per_call": round(route["client_cpu_ms_per_request"], 4),
             },
             "health_check_grpc": {
                 "p50_ms": round(health["p50_ms"], 3),
                 "p99_ms": round(health["p99_ms"], 3),
-                "router_cpu_ms_per_call": per_call(cpu_1 - cpu_0, health),
+                "router_cpu_ms_per_call": ms_per_request(cpu_1 - cpu_0, health),
             },
             "route_grpc_recomputed": {
                 "calls_per_s": round(recomputed["rps"], 1),
@@ -191,8 +195,8 @@ def run() -> Result:
                 "ratio": round(recomputed["rps"] / health_2["rps"], 3),
                 "p50_ms": round(recomputed["p50_ms"], 3),
                 "p99_ms": round(recomputed["p99_ms"], 3),
-                "router_cpu_ms_per_call": per_call(cpu_5 - cpu_4, recomputed),
-                "health_check_router_cpu_ms_per_call": per_call(cpu_4 - cpu_3, health_2),
+                "router_cpu_ms_per_call": ms_per_request(cpu_5 - cpu_4, recomputed),
+                "health_check_router_cpu_ms_per_call": ms_per_request(cpu_4 - cpu_3, health_2),
             },
             "route_client_cache": {
                 "calls_per_s": round(cached["rps"], 1),

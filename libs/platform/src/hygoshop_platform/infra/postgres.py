@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from hygoshop_platform.infra.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from hygoshop_platform.infra.ownership import StopsWhatItStarted
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class _Skip(Exception):
 
 
 @dataclass
-class PostgresHandle:
+class PostgresHandle(StopsWhatItStarted):
     """A superuser URL plus where it came from. `stop()` stops the server only if we started it."""
 
     url: str
@@ -56,23 +56,6 @@ class PostgresHandle:
     @property
     def sqlalchemy_url(self) -> str:
         return to_sqlalchemy_url(self.url)
-
-    def stop(self) -> None:
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
-            logger.info("PostgreSQL (%s) stopped", self.source)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_or_start_postgres(

@@ -13,10 +13,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from hygoshop_platform.infra.ownership import StopsWhatItStarted
 from hygoshop_platform.infra.seaweedfs import REGION, SeaweedFS
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class S3Unavailable(RuntimeError):
 
 
 @dataclass
-class S3Handle:
+class S3Handle(StopsWhatItStarted):
     """An S3 endpoint plus credentials. `stop()` stops the server only if we started it."""
 
     endpoint_url: str
@@ -60,23 +60,6 @@ class S3Handle:
             secret_access_key=self.secret_access_key,
             region=self.region,
         )
-
-    def stop(self) -> None:
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
-            log.info("S3 (%s) stopped", self.source)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_or_start_s3(

@@ -18,7 +18,6 @@ is LevelDB with a journal), as the restart test shows.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from hygoshop_platform.infra.ownership import DataDirLock
 from hygoshop_platform.infra.processes import ManagedProcess, ManagedProcessError, free_port
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,13 @@ class SeaweedFS:
         self.ports: dict[str, int] = {}
         self.owned = False
         self.process: ManagedProcess | None = None
-        self._lock_fd: int | None = None
+        self._lock = DataDirLock(self.root / ".lock")
 
     def start(self, timeout: float = 60.0) -> str:
         """Start (or adopt) the server and return its S3 endpoint URL."""
         weed = weed_binary()
         self.root.mkdir(parents=True, exist_ok=True)
-        if not self._try_lock():
+        if not self._lock.acquire():
             return self._adopt(timeout)
         try:
             state = self._load_state()
@@ -156,7 +156,7 @@ class SeaweedFS:
             self._write_private(self.state_path, state)
         except BaseException:
             self._stop_process()
-            self._unlock()
+            self._lock.release()
             raise
         self.owned = True
         return self.endpoint_url
@@ -165,7 +165,7 @@ class SeaweedFS:
         """Stop the server if this handle started it; remove a temporary dir. Idempotent."""
         self._stop_process(grace)
         self.owned = False
-        self._unlock()
+        self._lock.release()
         if self.remove_on_stop is not None:
             shutil.rmtree(self.remove_on_stop, ignore_errors=True)
             self.remove_on_stop = None
@@ -299,21 +299,6 @@ class SeaweedFS:
             self.process.stop(self.stop_grace if grace is None else grace)
             self.process = None
             _remove_sockets(self.ports)
-
-    def _try_lock(self) -> bool:
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
 
 
 def _port_is_free(port: int) -> bool:
