@@ -2,7 +2,9 @@
 
 `async with FakeVendor("sendgrid") as vendor:` then POST to `vendor.url`; set
 `vendor.status = 503` (or 429, 401, ...) to make it fail and back to 200 to recover. It
-counts the requests it answered, so a test sees where traffic went. Minimal HTTP/1.1
+counts the requests it answered, so a test sees where traffic went, and the
+`Idempotency-Key` header of each: `effects` is how many distinct operations a vendor that
+honours the key would have performed. Minimal HTTP/1.1
 (keep-alive, Content-Length bodies) on the test's event loop: no thread, nothing leaks.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from types import TracebackType
 from typing import Self
 
@@ -28,8 +31,18 @@ class FakeVendor:
         """Sent as Retry-After with 429 answers when set."""
         self.requests = 0
         self.by_status: dict[int, int] = {}
+        self.idempotency_keys: Counter[str] = Counter()
+        """Requests answered with 200, per Idempotency-Key header."""
+        self.paths: list[str] = []
+        """The path of every request answered, in order of arrival."""
+        """Requests answered with 200, per Idempotency-Key header."""
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+
+    @property
+    def effects(self) -> int:
+        """Distinct operations performed (requests sharing an Idempotency-Key count once)."""
+        return len(self.idempotency_keys)
 
     @property
     def url(self) -> str:
@@ -46,15 +59,21 @@ class FakeVendor:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
+                key = ""
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
+                    elif name.strip().lower() == b"idempotency-key":
+                        key = value.strip().decode()
                 if length:
                     await reader.readexactly(length)
                 status = self.status
                 self.requests += 1
                 self.by_status[status] = self.by_status.get(status, 0) + 1
+                self.paths.append(head.split(b" ", 2)[1].decode())
+                if key and status == 200:
+                    self.idempotency_keys[key] += 1
                 body = json.dumps({"vendor": self.name, "status": status}).encode()
                 extra = ""
                 if status == 429 and self.retry_after is not None:

@@ -1,0 +1,511 @@
+"""What a workflow function sees: `ctx.step`, `sleep`, `wait_for_signal`, `wait_for_operator`.
+
+Replay: every call takes the next position (`seq`) in the run's history. A position that
+is already recorded as finished returns its saved result (or raises its saved failure)
+without running anything; the first unfinished position does the work, checkpoints it
+(fenced, see `lease.py`) and goes on. A pause (timer, signal, operator task, long retry
+backoff) records where it waits and raises `Suspended`: the worker lets the run go, and
+a later claim replays the function up to the same point. A recorded position whose name
+or kind differs from what the function asks for is `NonDeterminism`: the run fails with
+that error rather than mixing two histories.
+
+Step functions receive a `StepCall` whose `idempotency_key` derives from (tenant, run,
+step position and name), the same for every attempt and every worker: pass it to vendors
+so a step re-run after a crash is recognised as the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from hygoshop_platform.db import Connection
+from hygoshop_workflows.domain.records import StepRecord
+from hygoshop_workflows.domain.states import Decision, StepKind, StepState
+from hygoshop_workflows.runtime import events
+from hygoshop_workflows.runtime.errors import (
+    NonDeterminism,
+    RunCancelled,
+    StepFailed,
+    Suspended,
+)
+from hygoshop_workflows.runtime.lease import RunLease, StepWrite
+from hygoshop_workflows.runtime.registry import Registry
+from hygoshop_workflows.runtime.retry import DEFAULT_RETRY, RetryPolicy, error_type
+
+_KEYS = uuid.UUID("5b0e8a55-2f5c-4c4e-9a39-6f1f8c6f3d21")
+"""Namespace of idempotency keys and operator task ids (uuid5): fixed forever."""
+
+WORKER_LOST = "hygoshop.WorkerLost"
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """Handed to a step function on each attempt."""
+
+    tenant_id: uuid.UUID
+    run_id: uuid.UUID
+    step: str
+    seq: int
+    attempt: int
+    """1 for the first attempt; for logs only, never for keys."""
+    idempotency_key: str
+    """Stable across attempts, workers and replays of this step of this run."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """An operator's decision on a task."""
+
+    task_id: uuid.UUID
+    decision: Decision
+    payload: dict[str, Any]
+    """APPROVE: the proposal as it was; EDIT: the operator's version; REJECT: empty."""
+    comment: str
+    operator: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": str(self.task_id),
+            "decision": self.decision.value,
+            "payload": self.payload,
+            "comment": self.comment,
+            "operator": self.operator,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskOutcome:
+        return cls(
+            task_id=uuid.UUID(data["task_id"]),
+            decision=Decision(data["decision"]),
+            payload=data["payload"],
+            comment=data["comment"],
+            operator=data["operator"],
+        )
+
+
+StepFn = Callable[[StepCall], Awaitable[Any]]
+CompensationFn = Callable[[StepCall, Any], Awaitable[Any]]
+"""Undoes a step; gets the step's result."""
+
+
+class WorkflowContext:
+    def __init__(
+        self,
+        lease: RunLease,
+        history: list[StepRecord],
+        registry: Registry,
+        *,
+        business_key: str = "",
+        max_lease_losses: int = 5,
+        in_place_retry_seconds: float = 1.0,
+    ) -> None:
+        self._lease = lease
+        self._history = {step.seq: step for step in history}
+        self._registry = registry
+        self._seq = 0
+        self._compensations: list[tuple[str, CompensationFn, Any]] = []
+        self._compensating = False
+        self._in_place_retry_seconds = in_place_retry_seconds
+        self._worker_lost = lease.claim.lease_losses >= max_lease_losses
+        self.business_key = business_key
+
+    # -- who and when ---------------------------------------------------------------------
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self._lease.tenant_id
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self._lease.run_id
+
+    @property
+    def workflow_type(self) -> str:
+        return self._lease.claim.workflow_type
+
+    def _now(self) -> datetime | None:
+        return self._lease.db_now()
+
+    # -- the public API -------------------------------------------------------------------
+    async def step(
+        self,
+        name: str,
+        fn: StepFn,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        compensation: CompensationFn | None = None,
+    ) -> Any:
+        """Run `fn` once for this run (retrying per `retry`) and return its saved result.
+
+        `compensation`, when given, is registered once the step succeeds: if the run later
+        fails or is cancelled, compensations run in reverse order of registration.
+        """
+        result = await self._run_step(name, StepKind.STEP, fn, retry)
+        if compensation is not None:
+            self._compensations.append((name, compensation, result))
+        return result
+
+    def add_compensation(self, name: str, fn: CompensationFn, result: Any = None) -> None:
+        """Register an undo that is not tied to one step (runs with the others, in reverse)."""
+        self._compensations.append((name, fn, result))
+
+    async def sleep(self, seconds: float, *, name: str = "sleep") -> None:
+        """A durable timer: the run holds no worker meanwhile and survives any restart."""
+        seq = self._take_seq()
+        recorded = self._recorded(seq, name, StepKind.SLEEP)
+        if recorded is not None and recorded.state == StepState.SUCCEEDED:
+            return
+        self._boundary()
+        now = self._now()
+        if recorded is None and seconds <= 0:
+            await self._lease.checkpoint(
+                StepWrite(seq, name, StepKind.SLEEP, StepState.SUCCEEDED, attempts=1)
+            )
+            return
+        due = recorded.wake_time if recorded is not None else None
+        if due is not None and now is not None and now >= due:
+            await self._lease.checkpoint(
+                StepWrite(seq, name, StepKind.SLEEP, StepState.SUCCEEDED, attempts=1)
+            )
+            return
+        async with self._lease.fenced() as fence:
+            if recorded is None:
+                wake = await self._lease.write_step(
+                    fence.conn,
+                    StepWrite(seq, name, StepKind.SLEEP, StepState.RUNNING, wake_in=seconds),
+                )
+            else:
+                wake = recorded.wake_time
+            await self._lease.suspend(fence.conn, "timer", wake)
+        raise Suspended
+
+    async def wait_for_signal(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a durable deadline, not asyncio's
+    ) -> dict[str, Any] | None:
+        """The payload of the oldest signal `name` not yet taken by an earlier wait (signals
+        sent before this wait are kept for it), or None once `timeout` seconds passed."""
+        seq = self._take_seq()
+        recorded = self._recorded(seq, name, StepKind.SIGNAL)
+        if recorded is not None and recorded.state == StepState.SUCCEEDED:
+            saved = recorded.result or {}
+            return None if saved.get("timed_out") else saved.get("payload", {})
+        self._boundary()
+        payload: dict[str, Any] | None = None
+        timed_out = False
+        async with self._lease.fenced() as fence:
+            payload = await _take_signal(fence.conn, self._lease, name, seq)
+            if payload is not None:
+                await self._lease.write_step(
+                    fence.conn,
+                    StepWrite(
+                        seq,
+                        name,
+                        StepKind.SIGNAL,
+                        StepState.SUCCEEDED,
+                        attempts=1,
+                        result={"payload": payload},
+                    ),
+                )
+            else:
+                if recorded is None:
+                    wake = await self._lease.write_step(
+                        fence.conn,
+                        StepWrite(seq, name, StepKind.SIGNAL, StepState.RUNNING, wake_in=timeout),
+                    )
+                else:
+                    wake = recorded.wake_time
+                if wake is not None and fence.now >= wake:
+                    timed_out = True
+                    await self._lease.write_step(
+                        fence.conn,
+                        StepWrite(
+                            seq,
+                            name,
+                            StepKind.SIGNAL,
+                            StepState.SUCCEEDED,
+                            attempts=1,
+                            result={"timed_out": True},
+                        ),
+                    )
+                else:
+                    await self._lease.suspend(fence.conn, f"signal:{name}", wake)
+        if payload is not None:
+            return payload
+        if timed_out:
+            return None
+        raise Suspended
+
+    async def wait_for_operator(
+        self,
+        kind: str,
+        *,
+        title: str,
+        payload: dict[str, Any],
+        sla_seconds: float | None = None,
+    ) -> TaskOutcome:
+        """Create an operator task of `kind` proposing `payload`; the run waits (holding no
+        worker) until someone completes it, and gets the decision."""
+        seq = self._take_seq()
+        recorded = self._recorded(seq, kind, StepKind.OPERATOR_TASK)
+        if recorded is not None and recorded.state == StepState.SUCCEEDED:
+            return TaskOutcome.from_json(recorded.result)
+        self._boundary()
+        task_kind = self._registry.task_kind_named(kind)
+        if task_kind is None:
+            raise ValueError(f"operator task kind {kind!r} is not registered")
+        json.dumps(payload)  # refuse what the task could not store, before writing anything
+        sla = task_kind.sla_seconds if sla_seconds is None else sla_seconds
+        outcome: TaskOutcome | None = None
+        async with self._lease.fenced() as fence:
+            conn = fence.conn
+            if recorded is None or recorded.task_id is None:
+                task_id = uuid.uuid5(_KEYS, f"{self.run_id}/{seq}")
+                await conn.execute(
+                    "INSERT INTO workflows.operator_tasks (tenant_id, task_id, run_id, step_seq,"
+                    " kind, title, payload, state, due_time)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, 'open',"
+                    "         clock_timestamp() + %s * interval '1 second')"
+                    " ON CONFLICT (tenant_id, run_id, step_seq) DO NOTHING",
+                    (
+                        self.tenant_id,
+                        task_id,
+                        self.run_id,
+                        seq,
+                        kind,
+                        title[:500],
+                        Jsonb(payload),
+                        sla,
+                    ),
+                )
+                await self._lease.write_step(
+                    conn,
+                    StepWrite(
+                        seq, kind, StepKind.OPERATOR_TASK, StepState.RUNNING, task_id=task_id
+                    ),
+                )
+                await events.add(
+                    conn,
+                    events.task_created(self.tenant_id, task_id, self.run_id, kind, title),
+                    events.run_waiting_for_operator(self._ref(), task_id, kind),
+                )
+            else:
+                task_id = recorded.task_id
+                outcome = await _completed_outcome(conn, self.tenant_id, task_id)
+                if outcome is not None:
+                    await self._lease.write_step(
+                        conn,
+                        StepWrite(
+                            seq,
+                            kind,
+                            StepKind.OPERATOR_TASK,
+                            StepState.SUCCEEDED,
+                            attempts=1,
+                            result=outcome.to_json(),
+                            task_id=task_id,
+                        ),
+                    )
+            if outcome is None:
+                await self._lease.suspend(conn, f"task:{task_id}", None)
+        if outcome is not None:
+            return outcome
+        raise Suspended
+
+    # -- the runtime's side ---------------------------------------------------------------
+    async def compensate(self) -> list[str]:
+        """Run the registered compensations, newest first; the failures, described."""
+        self._compensating = True
+        failures: list[str] = []
+        for name, fn, result in reversed(self._compensations):
+
+            async def undo(call: StepCall, fn: CompensationFn = fn, result: Any = result) -> Any:
+                return await fn(call, result)
+
+            try:
+                await self._run_step(
+                    f"compensate:{name}", StepKind.COMPENSATION, undo, DEFAULT_RETRY
+                )
+            except StepFailed as failure:
+                failures.append(str(failure))
+        return failures
+
+    def assert_history_consumed(self) -> None:
+        """After the function returned: it must have asked for every recorded step."""
+        extra = sorted(seq for seq in self._history if seq >= self._seq)
+        if extra:
+            step = self._history[extra[0]]
+            raise NonDeterminism(
+                f"the history records step {step.name!r} ({step.kind.value}) at position"
+                f" {step.seq}, but the workflow finished after {self._seq} steps"
+            )
+
+    def _ref(self) -> events.RunRef:
+        return events.RunRef(self.tenant_id, self.run_id, self.workflow_type, self.business_key)
+
+    def _take_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    def _recorded(self, seq: int, name: str, kind: StepKind) -> StepRecord | None:
+        recorded = self._history.get(seq)
+        if recorded is None:
+            return None
+        if (
+            recorded.kind == StepKind.COMPENSATION
+            and kind != StepKind.COMPENSATION
+            and self._lease.cancel_requested
+        ):
+            # The run was cancelled here last time and compensations followed.
+            raise RunCancelled
+        if recorded.name != name or recorded.kind != kind:
+            raise NonDeterminism(
+                f"at position {seq} the history records {recorded.kind.value}"
+                f" {recorded.name!r}, the workflow asks for {kind.value} {name!r}"
+            )
+        return recorded
+
+    def _boundary(self) -> None:
+        """Where a requested cancel takes effect (never inside compensation)."""
+        if self._lease.cancel_requested and not self._compensating:
+            raise RunCancelled
+
+    async def _run_step(self, name: str, kind: StepKind, fn: StepFn, retry: RetryPolicy) -> Any:
+        seq = self._take_seq()
+        recorded = self._recorded(seq, name, kind)
+        if recorded is not None:
+            if recorded.state == StepState.SUCCEEDED:
+                return recorded.result
+            if recorded.state == StepState.FAILED:
+                raise StepFailed(name, recorded.error_type, recorded.error_message)
+        self._boundary()
+        attempts = recorded.attempts if recorded is not None else 0
+        if recorded is not None and recorded.state == StepState.RETRYING:
+            due, now = recorded.wake_time, self._now()
+            if due is not None and now is not None and due > now:
+                # Woken early (a signal, a cancel): the backoff is not over yet.
+                async with self._lease.fenced() as fence:
+                    await self._lease.suspend(fence.conn, f"retry:{name}", due)
+                raise Suspended
+        if self._worker_lost:
+            self._worker_lost = False
+            message = "the worker running this step was lost too many times in a row"
+            await self._lease.checkpoint(
+                StepWrite(
+                    seq,
+                    name,
+                    kind,
+                    StepState.FAILED,
+                    attempts=attempts,
+                    error_type=WORKER_LOST,
+                    error_message=message,
+                )
+            )
+            raise StepFailed(name, WORKER_LOST, message)
+        while True:
+            attempts += 1
+            call = StepCall(
+                self.tenant_id, self.run_id, name, seq, attempts, self._idempotency_key(seq, name)
+            )
+            try:
+                result = await fn(call)
+                json.dumps(result)
+            except Exception as error:
+                kind_of_error, message = error_type(error), str(error) or repr(error)
+                if isinstance(error, TypeError) and "JSON serializable" in message:
+                    kind_of_error = "hygoshop.StepResultNotJson"
+                    retrying = False
+                else:
+                    retrying = retry.retries(error, attempts)
+                if not retrying:
+                    await self._lease.checkpoint(
+                        StepWrite(
+                            seq,
+                            name,
+                            kind,
+                            StepState.FAILED,
+                            attempts=attempts,
+                            error_type=kind_of_error,
+                            error_message=message,
+                        )
+                    )
+                    raise StepFailed(name, kind_of_error, message) from error
+                delay = retry.delay_after(attempts)
+                write = StepWrite(
+                    seq,
+                    name,
+                    kind,
+                    StepState.RETRYING,
+                    attempts=attempts,
+                    error_type=kind_of_error,
+                    error_message=message,
+                    wake_in=delay,
+                )
+                if delay <= self._in_place_retry_seconds:
+                    await self._lease.checkpoint(write)
+                    await asyncio.sleep(delay)
+                    self._boundary()
+                    continue
+                async with self._lease.fenced() as fence:
+                    wake = await self._lease.write_step(fence.conn, write)
+                    await self._lease.suspend(fence.conn, f"retry:{name}", wake)
+                raise Suspended from None
+            await self._lease.checkpoint(
+                StepWrite(seq, name, kind, StepState.SUCCEEDED, attempts=attempts, result=result)
+            )
+            return result
+
+    def _idempotency_key(self, seq: int, name: str) -> str:
+        return uuid.uuid5(_KEYS, f"{self.tenant_id}/{self.run_id}/{seq}/{name}").hex
+
+
+async def _take_signal(
+    conn: Connection, lease: RunLease, name: str, seq: int
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        """
+        WITH oldest AS (
+            SELECT signal_id FROM workflows.signals
+             WHERE tenant_id = %(t)s AND run_id = %(r)s AND name = %(name)s
+               AND consumed_seq IS NULL
+             ORDER BY create_time, signal_id
+             LIMIT 1
+             FOR UPDATE
+        )
+        UPDATE workflows.signals s SET consumed_seq = %(seq)s
+          FROM oldest WHERE s.tenant_id = %(t)s AND s.signal_id = oldest.signal_id
+        RETURNING s.payload
+        """,
+        {"t": lease.tenant_id, "r": lease.run_id, "name": name, "seq": seq},
+    )
+    row = await cur.fetchone()
+    return dict(row.payload) if row is not None else None
+
+
+async def _completed_outcome(
+    conn: Connection, tenant_id: uuid.UUID, task_id: uuid.UUID
+) -> TaskOutcome | None:
+    cur = await conn.execute(
+        "SELECT decision, outcome_payload, comment, completed_by FROM workflows.operator_tasks"
+        " WHERE tenant_id = %s AND task_id = %s AND state = 'completed'",
+        (tenant_id, task_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return TaskOutcome(
+        task_id=task_id,
+        decision=Decision(row.decision),
+        payload=row.outcome_payload or {},
+        comment=row.comment,
+        operator=row.completed_by,
+    )
