@@ -14,6 +14,7 @@ from hygoshop_platform.blobs.settings import BlobSettings
 from hygoshop_platform.migrations import SchemaSpec
 from hygoshop_router.config import SCHEMA as ROUTER_SCHEMA
 from hygoshop_tenancy.config import SCHEMA as TENANCY_SCHEMA
+from hygoshop_workflows.config import SCHEMA as WORKFLOWS_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class StackOptions:
     auth_cache_ttl_seconds: float = 5.0
     otlp_endpoint: str | None = None
     processes: Mapping[str, int] = field(default_factory=dict)
-    """Server processes per service (default 1), e.g. {"catalog": 2} for the benchmark."""
+    """Server processes per service (default 1), e.g. {"catalog": 2} for the benchmark;
+    `<service>-<worker>` keys set a worker's count (default its `WorkerEntry.count`)."""
     s3: BlobSettings | None = None
     """Object storage for the catalog's uploads and images (passed as S3_* variables)."""
     bus_url: str | None = None
@@ -35,6 +37,19 @@ class StackOptions:
     """Prefix of the bus's queues and exchanges (BUS_NAMESPACE): unique per test stack."""
     bus_expires_seconds: float | None = None
     """RabbitMQ queues of a throwaway (test) stack expire when unused this long."""
+
+
+@dataclass(frozen=True)
+class WorkerEntry:
+    """A background process of a service: the same module, schema and environment as its
+    server, started after it, with no port (nothing calls it, it calls out)."""
+
+    name: str
+    """Its processes are `<service>-<name>-<i>`; in Helm, Deployment hygoshop-<service>-<name>."""
+    args: tuple[str, ...]
+    """Arguments after `python -m <module>`, e.g. ("worker",)."""
+    count: int = 1
+    """Processes the stack starts (StackOptions.processes["<service>-<name>"] overrides it)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class ServiceEntry:
     calls: tuple[str, ...] = ()
     """Services it calls over gRPC (started before it): each one's address is passed as
     `<NAME>_GRPC_TARGET` (e.g. TENANCY_GRPC_TARGET)."""
+    workers: tuple[WorkerEntry, ...] = ()
+    """Background processes started beside its server processes, e.g. workflow workers."""
 
 
 def _tenancy_env(options: StackOptions) -> dict[str, str]:
@@ -69,6 +86,14 @@ SERVICES: tuple[ServiceEntry, ...] = (
     ServiceEntry("tenancy", "hygoshop_tenancy", TENANCY_SCHEMA, env=_tenancy_env),
     ServiceEntry("catalog", "hygoshop_catalog", CATALOG_SCHEMA, env=_s3_env),
     ServiceEntry("router", "hygoshop_router", ROUTER_SCHEMA, calls=("tenancy",)),
+    ServiceEntry(
+        "workflows",
+        "hygoshop_workflows",
+        WORKFLOWS_SCHEMA,
+        # catalog: definitions that change listings (CATALOG_GRPC_TARGET).
+        calls=("catalog",),
+        workers=(WorkerEntry("worker", ("worker",)),),
+    ),
 )
 AUTHZ_SERVICE = "tenancy"
 """The service answering Envoy's ext_authz checks."""

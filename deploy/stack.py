@@ -92,26 +92,38 @@ def start_stack(
     stack = Stack(gateway_url="", grpc_targets={}, group=group)
     try:
         for service in SERVICES:
+            env = {**service.env(options), **bus}
+            for callee in service.calls:
+                env[f"{callee.upper()}_GRPC_TARGET"] = stack.grpc_targets[callee][0]
+            if service.schema is not None:
+                env["DATABASE_URL"] = app_url(admin_url, service.schema, app_password)
+            if options.otlp_endpoint:
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlp_endpoint
             for index in range(options.processes.get(service.name, 1)):
                 port = free_port()
-                env = {"GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port), **service.env(options)}
-                env.update(bus)
-                for callee in service.calls:
-                    env[f"{callee.upper()}_GRPC_TARGET"] = stack.grpc_targets[callee][0]
-                if service.schema is not None:
-                    env["DATABASE_URL"] = app_url(admin_url, service.schema, app_password)
-                if options.otlp_endpoint:
-                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlp_endpoint
                 proc = ManagedProcess(
                     f"{service.name}-{index}",
                     [sys.executable, "-m", service.module],
-                    env=env,
+                    env={"GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port), **env},
                     log_path=run_dir / "logs" / f"{service.name}-{index}.log",
                 )
                 target = f"127.0.0.1:{port}"
                 group.start(proc, ready=partial(_wait_grpc_ready, target=target))
                 stack.grpc_targets.setdefault(service.name, []).append(target)
                 stack.processes.setdefault(service.name, []).append(proc)
+            for worker in service.workers:
+                name = f"{service.name}-{worker.name}"
+                for index in range(options.processes.get(name, worker.count)):
+                    proc = ManagedProcess(
+                        f"{name}-{index}",
+                        [sys.executable, "-m", service.module, *worker.args],
+                        env=env,
+                        log_path=run_dir / "logs" / f"{name}-{index}.log",
+                    )
+                    # No port, no health check: a worker that fails to start exits, and
+                    # the launcher (wait_any) and the tests see that.
+                    group.start(proc)
+                    stack.processes.setdefault(name, []).append(proc)
         gateway_port = gateway_port or free_port()
         config = render_envoy_config(
             listen_host=gateway_host,

@@ -5,6 +5,7 @@ URL is in the input, with the step's idempotency key, so a test counts effects."
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
@@ -58,6 +59,20 @@ async def vendor_steps(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str,
 
         await ctx.step(f"effect-{i}", effect)
     return {"steps": int(input.get("steps", 1))}
+
+
+@registry.workflow("test.whoami", version=1)
+async def whoami(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
+    """One step that tells the vendor which worker process runs it (`/whoami/<WORKER_ID>`),
+    holds for `hold_seconds` and returns who ran it: a fault test sees whose result was kept."""
+
+    async def who(call: StepCall) -> dict[str, Any]:
+        worker = os.environ.get("WORKER_ID", "")
+        await call_vendor(input["vendor_url"], call, f"/whoami/{worker}")
+        await asyncio.sleep(float(input.get("hold_seconds", 0)))
+        return {"worker": worker, "pid": os.getpid(), "attempt": call.attempt}
+
+    return {"ran_by": await ctx.step("who", who)}
 
 
 @registry.workflow("test.signal_wait", version=1)

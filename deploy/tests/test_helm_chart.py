@@ -176,6 +176,8 @@ def test_only_the_gateway_reaches_public_services(rendered: list[Manifest]) -> N
         allowed = {p["app.kubernetes.io/component"] for p in peers}
         expected = {"health-check"} | ({"gateway"} if component["public"] else set())
         callers = {c for c, settings in chart_components().items() if name in settings["calls"]}
+        # A caller's workers call what it calls.
+        callers |= {f"{c}-{w}" for c in callers for w in chart_components()[c]["workers"]}
         assert allowed == expected | callers
     gateway = find(rendered, "NetworkPolicy", "hygoshop-gateway")
     upstream = {
@@ -345,3 +347,47 @@ def test_a_new_worker_is_one_values_entry() -> None:
         for p in catalog["spec"]["ingress"][0]["from"]
     }
     assert "import-worker" in callers
+
+
+def test_a_components_workers_run_its_image_without_port_or_service(
+    rendered: list[Manifest],
+) -> None:
+    components = chart_components()
+    workers = [(n, w, spec) for n, c in components.items() for w, spec in c["workers"].items()]
+    assert ("workflows", "worker") in [(n, w) for n, w, _ in workers]
+    for name, worker, spec in workers:
+        full = f"hygoshop-{name}-{worker}"
+        deployment = find(rendered, "Deployment", full)
+        pod = pod_spec(deployment)
+        assert pod["serviceAccountName"] == f"hygoshop-{name}"
+        [container] = pod["containers"]
+        assert container["command"] == ["python", "-m", f"hygoshop_{name}"]
+        assert container["args"] == spec["args"]
+        assert container["image"].endswith(f"/{name}:0.1.0")
+        assert "ports" not in container
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        # The server's environment (database, bus, callees), minus its gRPC listener.
+        [server] = pod_spec(find(rendered, "Deployment", f"hygoshop-{name}"))["containers"]
+        server_env = {e["name"] for e in server["env"]} - {"GRPC_HOST", "GRPC_PORT"}
+        assert {e["name"] for e in container["env"]} == server_env
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == f"{name}-{worker}"
+        # The component's Service must not send calls to worker pods.
+        selector = find(rendered, "Service", f"hygoshop-{name}")["spec"]["selector"]
+        assert selector["app.kubernetes.io/component"] == name
+        policy = find(rendered, "NetworkPolicy", full)
+        assert policy["spec"]["ingress"] == []
+        server_policy = find(rendered, "NetworkPolicy", f"hygoshop-{name}")
+        assert policy["spec"]["egress"] == server_policy["spec"]["egress"]
+        assert not [m for m in rendered if m["kind"] == "Service" and m["metadata"]["name"] == full]
+
+
+def test_a_worker_named_like_a_component_is_refused() -> None:
+    minimal = str(CHART / "ci" / "minimal-values.yaml")
+    said = refusal(
+        "-f",
+        minimal,
+        "--set",
+        "components.workflows-worker.uses={postgresql}",
+    )
+    assert 'workers.worker has the name of the component "workflows-worker"' in said

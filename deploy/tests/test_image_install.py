@@ -170,6 +170,13 @@ def test_compose_runs_every_component_behind_the_charts_gateway_config() -> None
         assert builder["build"]["dockerfile"] == "deploy/Dockerfile"
         assert builder["build"]["args"] == {"SERVICE": name}
         assert builder["image"] == entry["image"]
+        for worker, spec in component["workers"].items():
+            runner = services[f"hygoshop-{name}-{worker}"]
+            assert runner["command"] == spec["args"]
+            assert (runner["image"], runner["environment"]) == (
+                entry["image"],
+                entry["environment"],
+            )
     gateway = services["hygoshop-gateway"]
     assert f"../{CHART.relative_to(REPO)}/files:{MOUNT_DIR}:ro" in gateway["volumes"]
     assert f"{MOUNT_DIR}/envoy.yaml" in gateway["command"]

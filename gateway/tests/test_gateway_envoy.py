@@ -213,6 +213,7 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
             "catalog": [("127.0.0.1", catalog_port)],
             "tenancy": [("127.0.0.1", free_port()), ("127.0.0.1", free_port())],
             "router": [("127.0.0.1", free_port())],
+            "workflows": [("127.0.0.1", free_port())],
         },
         authz=("127.0.0.1", authz_port),
         authz_timeout_ms=AUTHZ_TIMEOUT_MS,
@@ -415,6 +416,7 @@ async def test_unreachable_authz_fails_closed(tmp_path: Path) -> None:
             "catalog": [("127.0.0.1", free_port())],
             "tenancy": [("127.0.0.1", free_port())],
             "router": [("127.0.0.1", free_port())],
+            "workflows": [("127.0.0.1", free_port())],
         },
         authz=("127.0.0.1", free_port()),
     )

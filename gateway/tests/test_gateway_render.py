@@ -18,6 +18,7 @@ UPSTREAMS = {
     "tenancy": [("127.0.0.1", 50050)],
     "catalog": [("catalog-0.catalog", 50051), ("catalog-1.catalog", 50051)],
     "router": [("127.0.0.1", 50052)],
+    "workflows": [("127.0.0.1", 50053)],
 }
 
 
@@ -82,6 +83,7 @@ def test_filters_run_ext_authz_then_transcoder_then_router() -> None:
         "hygoshop.catalog.v1.CatalogService",
         "hygoshop.router.v1.RouterService",
         "hygoshop.tenancy.v1.TenantService",
+        "hygoshop.workflows.v1.WorkflowService",
     ]
     assert transcoder["request_validation_options"] == {
         "reject_unknown_method": True,
@@ -120,7 +122,7 @@ def test_every_annotated_rpc_routes_to_its_context_and_nothing_else_does() -> No
 def test_clusters_speak_http2_and_resolve_names_when_needed() -> None:
     config = yaml.safe_load(_render())
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    assert set(clusters) == {"catalog", "router", "tenancy", "authz", "otlp"}
+    assert set(clusters) == {"catalog", "router", "tenancy", "workflows", "authz", "otlp"}
     assert clusters["catalog"]["type"] == "STRICT_DNS"
     assert clusters["tenancy"]["type"] == "STATIC"
     endpoints = clusters["catalog"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
@@ -162,6 +164,7 @@ def test_cli_writes_the_same_config(tmp_path: Path) -> None:
             *("--upstream", "catalog=catalog-0.catalog:50051"),
             *("--upstream", "catalog=catalog-1.catalog:50051"),
             *("--upstream", "router=127.0.0.1:50052"),
+            *("--upstream", "workflows=127.0.0.1:50053"),
         ]
     )
     assert out.read_text() == _render()

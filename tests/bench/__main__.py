@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from tests.bench import bus, gateway_read, ingest, router_route
+from tests.bench import bus, gateway_read, ingest, router_route, workflow_steps
 from tests.bench.common import Result
 
 BENCHMARKS: dict[str, Callable[[], Result]] = {
@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, Callable[[], Result]] = {
     "router_route": router_route.run,
     "bus": bus.run,
     "ingest": ingest.run,
+    "workflow_steps": workflow_steps.run,
 }
 
 

@@ -264,6 +264,38 @@ capabilities:
 {{- end }}
 {{- end -}}
 
+{{/*
+Egress of a component's pods (its server and its workers): DNS, telemetry, the
+dependencies it uses and the components it calls. Args: (dict "root" $ "c" $component).
+*/}}
+{{- define "hygoshop.componentEgress" -}}
+{{- $root := .root -}}
+{{- $c := .c -}}
+{{- include "hygoshop.dnsEgress" $root }}
+{{- include "hygoshop.telemetryEgress" $root }}
+{{- range $dep := $c.uses }}
+{{- if include "hygoshop.dependencyEnabled" (dict "root" $root "dep" $dep) }}
+{{- $port := include "hygoshop.dependencyPort" (dict "root" $root "dep" $dep) | int }}
+{{- $to := (get $root.Values $dep).egressTo }}
+{{- if (get $root.Values $dep).inCluster.enabled }}
+{{- $to = list (dict "podSelector" (dict "matchLabels" (include "hygoshop.selectorLabels" (dict "root" $root "name" $dep) | fromYaml))) }}
+{{- if eq $dep "s3" }}{{ $port = 8333 }}{{ end }}
+{{- end }}
+{{ include "hygoshop.egressRule" (dict "to" $to "port" $port) }}
+{{- end }}
+{{- end }}
+{{- range $callee := $c.calls }}
+{{- $calleeRaw := get $root.Values.components $callee | required (printf "components.%s.calls names %q, which is not a component" $c.name $callee) }}
+{{- $calleeC := include "hygoshop.component" (dict "root" $root "name" $callee "component" $calleeRaw) | fromYaml }}
+- ports:
+    - {port: {{ $calleeC.grpcPort }}, protocol: TCP}
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "hygoshop.selectorLabels" (dict "root" $root "name" $callee) | nindent 10 }}
+{{- end }}
+{{- end -}}
+
 {{/* Pod scheduling keys shared by components and the gateway. Args: settings map. */}}
 {{- define "hygoshop.scheduling" -}}
 {{- with .nodeSelector }}

@@ -19,7 +19,15 @@ _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 # Scopes a tenant key may hold. `admin` implies every scope of its own tenant.
 # Later contexts add theirs here (orders:read, workflows:write, ...).
 TENANT_SCOPES = frozenset(
-    {"catalog:read", "catalog:write", "routing:read", "routing:write", "admin"}
+    {
+        "catalog:read",
+        "catalog:write",
+        "routing:read",
+        "routing:write",
+        "workflows:read",
+        "workflows:write",
+        "admin",
+    }
 )
 
 

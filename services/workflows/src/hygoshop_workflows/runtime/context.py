@@ -113,6 +113,7 @@ class WorkflowContext:
         self._seq = 0
         self._compensations: list[tuple[str, CompensationFn, Any]] = []
         self._compensating = False
+        self._created_task = False
         self._in_place_retry_seconds = in_place_retry_seconds
         self._worker_lost = lease.claim.lease_losses >= max_lease_losses
         self.business_key = business_key
@@ -270,6 +271,7 @@ class WorkflowContext:
             conn = fence.conn
             if recorded is None or recorded.task_id is None:
                 task_id = uuid.uuid5(_KEYS, f"{self.run_id}/{seq}")
+                self._created_task = True
                 await conn.execute(
                     "INSERT INTO workflows.operator_tasks (tenant_id, task_id, run_id, step_seq,"
                     " kind, title, payload, state, due_time)"
@@ -337,6 +339,13 @@ class WorkflowContext:
             except StepFailed as failure:
                 failures.append(str(failure))
         return failures
+
+    @property
+    def has_operator_tasks(self) -> bool:
+        """Whether this run ever waited for an operator (its tasks may need cancelling)."""
+        return self._created_task or any(
+            step.kind == StepKind.OPERATOR_TASK for step in self._history.values()
+        )
 
     def assert_history_consumed(self) -> None:
         """After the function returned: it must have asked for every recorded step."""
@@ -413,6 +422,7 @@ class WorkflowContext:
             raise StepFailed(name, WORKER_LOST, message)
         while True:
             attempts += 1
+            started = self._now()
             call = StepCall(
                 self.tenant_id, self.run_id, name, seq, attempts, self._idempotency_key(seq, name)
             )
@@ -435,6 +445,7 @@ class WorkflowContext:
                             StepState.FAILED,
                             attempts=attempts,
                             error_type=kind_of_error,
+                            start_time=started,
                             error_message=message,
                         )
                     )
@@ -447,6 +458,7 @@ class WorkflowContext:
                     StepState.RETRYING,
                     attempts=attempts,
                     error_type=kind_of_error,
+                    start_time=started,
                     error_message=message,
                     wake_in=delay,
                 )
@@ -460,7 +472,15 @@ class WorkflowContext:
                     await self._lease.suspend(fence.conn, f"retry:{name}", wake)
                 raise Suspended from None
             await self._lease.checkpoint(
-                StepWrite(seq, name, kind, StepState.SUCCEEDED, attempts=attempts, result=result)
+                StepWrite(
+                    seq,
+                    name,
+                    kind,
+                    StepState.SUCCEEDED,
+                    attempts=attempts,
+                    result=result,
+                    start_time=started,
+                )
             )
             return result
 

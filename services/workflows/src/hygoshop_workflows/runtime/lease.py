@@ -30,13 +30,14 @@ from hygoshop_platform.bus import add_to_outbox
 from hygoshop_platform.db import Connection, Pool, tenant_transaction
 from hygoshop_workflows.domain.records import StepRecord
 from hygoshop_workflows.domain.states import RunState, StepKind, StepState
+from hygoshop_workflows.runtime.checkpoints import CheckpointBatcher, batchable
 from hygoshop_workflows.runtime.errors import LeaseLost
 from hygoshop_workflows.runtime.rows import STEP_COLUMNS, step_from_row
-
-SCHEMA = "workflows"
-RUNNABLE_CHANNEL = "hygoshop_workflows_runnable"
-"""NOTIFYed when a run becomes claimable now (started, signalled, woken); idle workers
-LISTEN on it instead of waiting for their next poll."""
+from hygoshop_workflows.runtime.sql import (
+    SCHEMA,
+    cancel_open_tasks,
+    notify_runnable,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,11 @@ class Claim:
     input: dict[str, Any]
     lease_version: int
     lease_losses: int
+    cancel_requested: bool = False
+    has_history: bool = True
+    """False for a run no step was recorded for yet: nothing to replay, nothing to load."""
+    claimed_at: datetime | None = None
+    """The database's clock at the claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +109,32 @@ class StepWrite:
     start_time: datetime | None = None
 
 
+@dataclass(slots=True)
+class FinishWrite:
+    state: RunState
+    result: dict[str, Any] | None = None
+    error_type: str = ""
+    error_message: str = ""
+    events: tuple[Envelope, ...] = ()
+    cancel_tasks: bool = True
+    """Cancel the run's open operator tasks (False when it never created one)."""
+
+
 class RunLease:
-    def __init__(self, pool: Pool, claim: Claim) -> None:
+    def __init__(self, pool: Pool, claim: Claim, batcher: CheckpointBatcher | None = None) -> None:
         self.pool = pool
         self.claim = claim
+        self._batcher = batcher
         self.cancel_requested = False
         self._db_now: datetime | None = None
         self._read_at = 0.0
+        if claim.claimed_at is not None:
+            self.saw(claim.cancel_requested, claim.claimed_at)
+
+    def saw(self, cancel_requested: bool, db_now: datetime) -> None:
+        """What a fence read: the cancel flag, and the database's clock."""
+        self.cancel_requested = cancel_requested
+        self._db_now, self._read_at = db_now, time.monotonic()
 
     def db_now(self) -> datetime | None:
         """The database's clock, estimated from its last reading at a fence."""
@@ -128,6 +153,8 @@ class RunLease:
     async def load_history(self) -> list[StepRecord]:
         """The run's recorded steps in order, and its cancel flag (fenced: a run claimed
         away between claim and load is not replayed)."""
+        if not self.claim.has_history:
+            return []
         async with self.fenced() as fence:
             cur = await fence.conn.execute(
                 f"SELECT {STEP_COLUMNS} FROM workflows.steps"
@@ -148,8 +175,7 @@ class RunLease:
                 raise LeaseLost(
                     f"run {self.run_id} is no longer held at lease {self.claim.lease_version}"
                 )
-            self.cancel_requested = row.cancel_requested
-            self._db_now, self._read_at = row.now, time.monotonic()
+            self.saw(row.cancel_requested, row.now)
             yield Fence(conn, row.cancel_requested, row.now)
 
     async def write_step(self, conn: Connection, step: StepWrite) -> datetime | None:
@@ -177,6 +203,11 @@ class RunLease:
         return row.wake_at if row is not None else None
 
     async def checkpoint(self, step: StepWrite) -> None:
+        """Record a step; returns once committed (group-committed with other runs' steps
+        when the worker has a batcher)."""
+        if self._batcher is not None and batchable(step):
+            await self._batcher.write(self, step)
+            return
         async with self.fenced() as fence:
             await self.write_step(fence.conn, step)
 
@@ -199,16 +230,11 @@ class RunLease:
             )
             await notify_runnable(fence.conn)
 
-    async def finish(
-        self,
-        state: RunState,
-        *,
-        result: dict[str, Any] | None = None,
-        error_type: str = "",
-        error_message: str = "",
-        events: tuple[Envelope, ...] = (),
-    ) -> None:
+    async def finish(self, end: FinishWrite) -> None:
         """End the run; its open operator tasks are cancelled with it."""
+        if self._batcher is not None:
+            await self._batcher.finish(self, end)
+            return
         async with self.fenced() as fence:
             await fence.conn.execute(
                 "UPDATE workflows.runs SET state = %s, result = %s, error_type = %s,"
@@ -216,23 +242,14 @@ class RunLease:
                 " end_time = clock_timestamp(), update_time = clock_timestamp()"
                 " WHERE tenant_id = %s AND run_id = %s",
                 (
-                    state.value,
-                    Jsonb(result) if result is not None else None,
-                    error_type,
-                    error_message[:4000],
+                    end.state.value,
+                    Jsonb(end.result) if end.result is not None else None,
+                    end.error_type,
+                    end.error_message[:4000],
                     self.tenant_id,
                     self.run_id,
                 ),
             )
-            await fence.conn.execute(
-                "UPDATE workflows.operator_tasks SET state = 'cancelled',"
-                " end_time = clock_timestamp(), update_time = clock_timestamp()"
-                " WHERE tenant_id = %s AND run_id = %s AND state IN ('open', 'claimed')",
-                (self.tenant_id, self.run_id),
-            )
-            await add_to_outbox(fence.conn, SCHEMA, *events)
-
-
-async def notify_runnable(conn: Connection) -> None:
-    """Wake idle workers when this transaction commits (NOTIFY is transactional)."""
-    await conn.execute("SELECT pg_notify(%s, '')", (RUNNABLE_CHANNEL,))
+            if end.cancel_tasks:
+                await cancel_open_tasks(fence.conn, self.tenant_id, [self.run_id])
+            await add_to_outbox(fence.conn, SCHEMA, *end.events)

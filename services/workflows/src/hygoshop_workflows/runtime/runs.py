@@ -26,9 +26,9 @@ from hygoshop_platform.pagination import decode_time_id_token, split_page
 from hygoshop_workflows.domain.records import RunRecord
 from hygoshop_workflows.domain.states import RunState
 from hygoshop_workflows.runtime import events
-from hygoshop_workflows.runtime.lease import notify_runnable
 from hygoshop_workflows.runtime.registry import Registry, check_json
 from hygoshop_workflows.runtime.rows import RUN_COLUMNS, STEP_COLUMNS, run_from_row, step_from_row
+from hygoshop_workflows.runtime.sql import notify_runnable
 
 MAX_SIGNALS_PER_RUN = 1000
 """Unconsumed signals a run may hold; more is RESOURCE-abuse, refused."""

@@ -21,9 +21,9 @@ from hygoshop_platform.pagination import decode_time_id_token, split_page
 from hygoshop_workflows.domain.records import TaskRecord
 from hygoshop_workflows.domain.states import Decision, TaskState
 from hygoshop_workflows.runtime import events
-from hygoshop_workflows.runtime.lease import notify_runnable
 from hygoshop_workflows.runtime.registry import Registry, check_json
 from hygoshop_workflows.runtime.rows import TASK_COLUMNS, TASK_STATE_SQL, task_from_row
+from hygoshop_workflows.runtime.sql import notify_runnable
 
 _LIVE_CLAIM = "state = 'claimed' AND claim_expires_at > clock_timestamp()"
 

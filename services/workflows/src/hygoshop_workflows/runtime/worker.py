@@ -25,11 +25,13 @@ from hygoshop_platform.db import Pool, plain_url
 from hygoshop_workflows.config import WorkerOptions
 from hygoshop_workflows.domain.states import RunState
 from hygoshop_workflows.runtime import events
+from hygoshop_workflows.runtime.checkpoints import CheckpointBatcher
 from hygoshop_workflows.runtime.context import WorkflowContext
 from hygoshop_workflows.runtime.errors import LeaseLost, NonDeterminism, RunCancelled, Suspended
-from hygoshop_workflows.runtime.lease import RUNNABLE_CHANNEL, Claim, RunLease
+from hygoshop_workflows.runtime.lease import Claim, FinishWrite, RunLease
 from hygoshop_workflows.runtime.registry import Registry
 from hygoshop_workflows.runtime.retry import error_type
+from hygoshop_workflows.runtime.sql import RUNNABLE_CHANNEL
 from hygoshop_workflows.runtime.tasks import escalate_overdue_tasks
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Worker:
         self._shutdown_grace = shutdown_grace
         self._types = registry.type_versions()
         self._held: dict[asyncio.Task[None], RunLease] = {}
+        self._checkpoints = CheckpointBatcher(pool)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -101,7 +104,7 @@ class Worker:
                 except psycopg.Error:
                     log.exception("claiming runs failed; retrying after the poll interval")
             for claim in claimed:
-                lease = RunLease(self.pool, claim)
+                lease = RunLease(self.pool, claim, self._checkpoints)
                 task = asyncio.create_task(self._execute(lease), name=f"run-{claim.run_id}")
                 self._held[task] = lease
                 task.add_done_callback(self._on_done)
@@ -128,6 +131,9 @@ class Worker:
                 input=row.input,
                 lease_version=row.lease_version,
                 lease_losses=row.lease_losses,
+                cancel_requested=row.cancel_requested,
+                has_history=row.has_history,
+                claimed_at=row.now,
             )
             for row in rows
         ]
@@ -170,18 +176,18 @@ class Worker:
             raise
         except NonDeterminism as error:
             # Compensations are code of the same changed definition: not run.
-            await lease.finish(
+            kind, message = "hygoshop.NonDeterminism", str(error)
+            end = FinishWrite(
                 RunState.FAILED,
-                error_type="hygoshop.NonDeterminism",
-                error_message=str(error),
-                events=(events.run_failed(ref, "hygoshop.NonDeterminism", str(error)),),
+                error_type=kind,
+                error_message=message,
+                events=(events.run_failed(ref, kind, message),),
             )
         except RunCancelled:
             failures = await ctx.compensate()
-            message = "; ".join(failures)
-            await lease.finish(
+            end = FinishWrite(
                 RunState.CANCELLED,
-                error_message=f"compensations failed: {message}" if failures else "",
+                error_message=f"compensations failed: {'; '.join(failures)}" if failures else "",
                 events=(events.run_cancelled(ref),),
             )
         except Exception as error:
@@ -189,16 +195,18 @@ class Worker:
             kind, message = _describe(error)
             if failures:
                 message += f" (compensations failed: {'; '.join(failures)})"
-            await lease.finish(
+            end = FinishWrite(
                 RunState.FAILED,
                 error_type=kind,
                 error_message=message,
                 events=(events.run_failed(ref, kind, message),),
             )
         else:
-            await lease.finish(
+            end = FinishWrite(
                 RunState.SUCCEEDED, result=result, events=(events.run_completed(ref, result),)
             )
+        end.cancel_tasks = ctx.has_operator_tasks
+        await lease.finish(end)
         self.runs_finished += 1
 
     # -- background duties ----------------------------------------------------------------

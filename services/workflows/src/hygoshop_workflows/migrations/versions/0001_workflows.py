@@ -155,6 +155,8 @@ def upgrade() -> None:
             op.execute(statement)
     # The owner's own policies: only the SECURITY DEFINER functions below run as the owner.
     op.execute(f"CREATE POLICY workers ON workflows.runs FOR ALL TO {OWNER} USING (true)")
+    # claim_runs tells whether a run has history (so a fresh run's replay skips loading it).
+    op.execute(f"CREATE POLICY workers ON workflows.steps FOR SELECT TO {OWNER} USING (true)")
     op.execute(
         f"CREATE POLICY escalation ON workflows.operator_tasks FOR SELECT TO {OWNER} USING (true)"
     )
@@ -164,7 +166,8 @@ def upgrade() -> None:
             p_limit integer, p_types text[])
         RETURNS TABLE (tenant_id uuid, run_id uuid, workflow_type text, version integer,
                        business_key text, input jsonb, lease_version bigint,
-                       lease_losses integer)
+                       lease_losses integer, cancel_requested boolean, has_history boolean,
+                       now timestamptz)
         LANGUAGE sql VOLATILE {DEFINER}
         AS $$
             -- Fair across tenants: list the tenants that have runnable runs (a loose index
@@ -207,7 +210,10 @@ def upgrade() -> None:
               FROM chosen
              WHERE r.tenant_id = chosen.tenant_id AND r.run_id = chosen.run_id
             RETURNING r.tenant_id, r.run_id, r.workflow_type, r.version, r.business_key,
-                      r.input, r.lease_version, r.lease_losses
+                      r.input, r.lease_version, r.lease_losses, r.cancel_requested,
+                      EXISTS (SELECT 1 FROM workflows.steps s
+                               WHERE s.tenant_id = r.tenant_id AND s.run_id = r.run_id),
+                      clock_timestamp()
         $$
         """
     )
