@@ -13,6 +13,7 @@ from hygoshop_platform.db import Pool, open_pool
 from hygoshop_platform.testing.fakevendor import FakeVendor
 from hygoshop_workflows.config import SCHEMA, WorkerOptions
 from hygoshop_workflows.domain.records import RunRecord
+from hygoshop_workflows.runtime.registry import Registry
 from hygoshop_workflows.runtime.runs import RunStore
 from hygoshop_workflows.runtime.tasks import TaskStore
 from hygoshop_workflows.runtime.worker import Worker
@@ -37,10 +38,12 @@ class Runtime:
     tasks: TaskStore
     workers: list[Worker] = field(default_factory=list)
 
-    async def start_worker(self, options: WorkerOptions = FAST, name: str = "") -> Worker:
+    async def start_worker(
+        self, options: WorkerOptions = FAST, name: str = "", definitions: Registry = registry
+    ) -> Worker:
         if name:
             options = replace(options, worker_id=name)
-        worker = Worker(self.pool, registry, options, listen_url=self.url, shutdown_grace=2.0)
+        worker = Worker(self.pool, definitions, options, listen_url=self.url, shutdown_grace=2.0)
         await worker.start()
         self.workers.append(worker)
         return worker

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,8 @@ from hygoshop_platform.db import tenant_transaction
 from hygoshop_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from hygoshop_platform.testing.fakevendor import FakeVendor
 from hygoshop_workflows.domain.states import Decision, RunState, StepKind, StepState, TaskState
+from hygoshop_workflows.runtime import Registry, StepCall, WorkflowContext
+from hygoshop_workflows.runtime.runs import RunStore
 
 from .conftest import Runtime
 
@@ -265,3 +268,41 @@ async def test_cancel_stops_a_waiting_run(runtime: Runtime, vendor: FakeVendor) 
     assert (await runtime.runs.cancel(tenant, run.run_id)).state == RunState.CANCELLED
     with pytest.raises(NotFound):
         await runtime.runs.cancel(new_tenant(), run.run_id)
+
+
+def _changing_definition(first_step: str) -> Registry:
+    """`test.changing@1` whose first step is named `first_step`: two builds of one version
+    that disagree, as a definition edited under running runs would."""
+    changing = Registry()
+
+    async def noop(call: StepCall) -> str:
+        return call.step
+
+    @changing.workflow("test.changing", version=1)
+    async def flow(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
+        await ctx.step(first_step, noop)
+        await ctx.wait_for_signal("go")
+        return {}
+
+    return changing
+
+
+async def test_a_replay_that_asks_for_other_steps_fails_the_run_clearly(
+    runtime: Runtime,
+) -> None:
+    tenant = new_tenant()
+    before, after = _changing_definition("reserve"), _changing_definition("hold")
+    old_store = RunStore(runtime.pool, before)
+    run, _ = await old_store.start(tenant, "test.changing", "nd-1", {})
+    old = await runtime.start_worker(definitions=before)
+    await runtime.wait_for(tenant, run.run_id, lambda r: r.state == RunState.WAITING)
+    await old.stop()
+    runtime.workers.remove(old)
+    await old_store.signal(tenant, run.run_id, "go", {}, None)
+    await runtime.start_worker(definitions=after)  # replays "reserve" as "hold"
+    done = await runtime.wait_for(tenant, run.run_id)
+    assert done.state == RunState.FAILED
+    assert done.error_type == "hygoshop.NonDeterminism"
+    assert "'reserve'" in done.error_message
+    assert "'hold'" in done.error_message
+    assert [s.name for s in done.steps] == ["reserve", "go"]  # nothing of the new build ran

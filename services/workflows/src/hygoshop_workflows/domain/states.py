@@ -1,8 +1,9 @@
 """The life cycles of runs, steps and operator tasks, and which moves between states are legal.
 
-The store writes states only through these tables' checks (`assert_run_transition`, ...),
-and the property tests replay every write against them: a transition that is not listed
-here is a bug, whoever attempts it.
+The runtime's SQL encodes these edges in its WHERE clauses (a claim moves only claimable
+runs to RUNNING, a fence matches only RUNNING runs, a wake-up moves only WAITING ones);
+the stateful property test (`tests/integration/test_state_machine.py`) checks every
+observed move against these tables. A transition not listed here is a bug.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -172,6 +173,7 @@ class Worker:
             ctx.assert_history_consumed()
             if result is not None and not isinstance(result, dict):
                 raise TypeError(f"a workflow returns a JSON object or None, not {type(result)}")
+            json.dumps(result)  # what cannot be stored fails the run now, not every retry
         except (Suspended, LeaseLost):
             raise
         except NonDeterminism as error:
