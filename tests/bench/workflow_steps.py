@@ -286,9 +286,7 @@ async def _start_runs(url: str, tenants: list[uuid.UUID], keys: list[str]) -> No
                 for key in tenant_keys:
                     await store.start_in(conn, tenant, WF_TYPE, key, {})
 
-        await asyncio.gather(
-            *(start(t, keys[i :: len(tenants)]) for i, t in enumerate(tenants))
-        )
+        await asyncio.gather(*(start(t, keys[i :: len(tenants)]) for i, t in enumerate(tenants)))
     finally:
         await pool.close()
 

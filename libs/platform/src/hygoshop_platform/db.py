@@ -39,10 +39,15 @@ def plain_url(url: str) -> str:
 
 
 async def open_pool(url: str, *, size: int = 10, application_name: str = "hygoshop") -> Pool:
-    """An open pool of `size` connections whose rows are named tuples."""
+    """An open pool of up to `size` connections whose rows are named tuples.
+
+    It opens two at once and grows under load (closing idle ones after ten minutes): a
+    process that is mostly idle, like most processes of a test stack or a quiet replica,
+    does not hold `size` of the server's connection slots.
+    """
     pool: Pool = AsyncConnectionPool(
         plain_url(url),
-        min_size=size,
+        min_size=min(size, 2),
         max_size=size,
         open=False,
         timeout=5.0,

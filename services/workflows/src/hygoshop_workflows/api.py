@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 from hygoshop.workflows.v1 import workflows_pb2, workflows_pb2_grpc
@@ -125,6 +126,20 @@ def _id(value: str, field: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} not found") from None
 
 
+RUN = "workflow run"
+TASK = "operator task"
+
+
+@contextmanager
+def _missing(what: str) -> Iterator[None]:
+    """A store's NOT_FOUND names the id; the answer names nothing, so another tenant's id and
+    an id that never existed get byte-identical answers (what `_id` says for a bad id)."""
+    try:
+        yield
+    except NotFound:
+        raise NotFound(f"{what} not found") from None
+
+
 def _text(
     value: str, field: str, limit: int, violations: list[FieldViolation], *, required: bool
 ) -> None:
@@ -173,7 +188,8 @@ class WorkflowsApi(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.GetWorkflowRunRequest, context: Context
     ) -> workflows_pb2.WorkflowRun:
         tenant_id = require_tenant(READ)
-        run = await self._runs.get(tenant_id, _id(request.run_id, "run_id", "workflow run"))
+        with _missing(RUN):
+            run = await self._runs.get(tenant_id, _id(request.run_id, "run_id", RUN))
         return run_to_proto(run)
 
     async def ListWorkflowRuns(
@@ -204,22 +220,24 @@ class WorkflowsApi(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.CancelWorkflowRunRequest, context: Context
     ) -> workflows_pb2.WorkflowRun:
         tenant_id = require_tenant(WRITE)
-        run = await self._runs.cancel(tenant_id, _id(request.run_id, "run_id", "workflow run"))
+        with _missing(RUN):
+            run = await self._runs.cancel(tenant_id, _id(request.run_id, "run_id", RUN))
         return run_to_proto(run)
 
     async def SignalWorkflowRun(
         self, request: workflows_pb2.SignalWorkflowRunRequest, context: Context
     ) -> workflows_pb2.WorkflowRun:
         tenant_id = require_tenant(WRITE)
-        run_id = _id(request.run_id, "run_id", "workflow run")
+        run_id = _id(request.run_id, "run_id", RUN)
         violations: list[FieldViolation] = []
         _text(request.signal_name, "signal_name", MAX_SIGNAL_NAME, violations, required=True)
         _text(request.request_id, "request_id", MAX_REQUEST_ID, violations, required=False)
         payload = struct_from_proto(request.payload, "payload", violations)
         require(violations)
-        run = await self._runs.signal(
-            tenant_id, run_id, request.signal_name, payload, request.request_id or None
-        )
+        with _missing(RUN):
+            run = await self._runs.signal(
+                tenant_id, run_id, request.signal_name, payload, request.request_id or None
+            )
         return run_to_proto(run)
 
     # --- operator tasks ------------------------------------------------------------------
@@ -252,14 +270,15 @@ class WorkflowsApi(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.GetOperatorTaskRequest, context: Context
     ) -> workflows_pb2.OperatorTask:
         tenant_id = require_tenant(READ)
-        task = await self._tasks.get(tenant_id, _id(request.task_id, "task_id", "operator task"))
+        with _missing(TASK):
+            task = await self._tasks.get(tenant_id, _id(request.task_id, "task_id", TASK))
         return task_to_proto(task)
 
     async def ClaimOperatorTask(
         self, request: workflows_pb2.ClaimOperatorTaskRequest, context: Context
     ) -> workflows_pb2.OperatorTask:
         tenant_id = require_tenant(WRITE)
-        task_id = _id(request.task_id, "task_id", "operator task")
+        task_id = _id(request.task_id, "task_id", TASK)
         lease_seconds = DEFAULT_LEASE_SECONDS
         if request.HasField("lease_duration"):
             duration = request.lease_duration
@@ -268,22 +287,24 @@ class WorkflowsApi(workflows_pb2_grpc.WorkflowServiceServicer):
                 raise InvalidArgument(
                     [FieldViolation("lease_duration", "must be between 1 second and 24 hours")]
                 )
-        task = await self._tasks.claim(tenant_id, task_id, _operator(), lease_seconds)
+        with _missing(TASK):
+            task = await self._tasks.claim(tenant_id, task_id, _operator(), lease_seconds)
         return task_to_proto(task)
 
     async def ReleaseOperatorTask(
         self, request: workflows_pb2.ReleaseOperatorTaskRequest, context: Context
     ) -> workflows_pb2.OperatorTask:
         tenant_id = require_tenant(WRITE)
-        task_id = _id(request.task_id, "task_id", "operator task")
-        task = await self._tasks.release(tenant_id, task_id, _operator())
+        task_id = _id(request.task_id, "task_id", TASK)
+        with _missing(TASK):
+            task = await self._tasks.release(tenant_id, task_id, _operator())
         return task_to_proto(task)
 
     async def CompleteOperatorTask(
         self, request: workflows_pb2.CompleteOperatorTaskRequest, context: Context
     ) -> workflows_pb2.OperatorTask:
         tenant_id = require_tenant(WRITE)
-        task_id = _id(request.task_id, "task_id", "operator task")
+        task_id = _id(request.task_id, "task_id", TASK)
         violations: list[FieldViolation] = []
         decision = DECISION_FROM_PROTO.get(request.decision)
         if request.decision == workflows_pb2.DECISION_UNSPECIFIED:
@@ -301,12 +322,13 @@ class WorkflowsApi(workflows_pb2_grpc.WorkflowServiceServicer):
         _text(request.comment, "comment", MAX_COMMENT, violations, required=False)
         require(violations)
         assert decision is not None  # require_valid refused every other case
-        task = await self._tasks.complete(
-            tenant_id,
-            task_id,
-            _operator(),
-            decision=decision,
-            payload=payload,
-            comment=request.comment,
-        )
+        with _missing(TASK):
+            task = await self._tasks.complete(
+                tenant_id,
+                task_id,
+                _operator(),
+                decision=decision,
+                payload=payload,
+                comment=request.comment,
+            )
         return task_to_proto(task)

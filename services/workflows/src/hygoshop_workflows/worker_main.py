@@ -44,9 +44,9 @@ async def _main(settings: WorkflowsSettings, registry: object) -> None:
     assert isinstance(registry, Registry)
     base = settings.base
     url = base.require_database_url()
-    pool = await open_pool(
-        url, size=min(settings.worker.concurrency + 2, 20), application_name="workflows-worker"
-    )
+    # Step results are group-committed through one connection at a time; the rest is
+    # claims, heartbeats and the pauses of runs: DB_POOL_SIZE (default 10) is plenty.
+    pool = await open_pool(url, size=base.db_pool_size, application_name="workflows-worker")
     dependencies = await bind_dependencies(settings)
     worker = Worker(
         pool,

@@ -17,7 +17,7 @@ from hygoshop_platform.bus import (
 )
 from hygoshop_platform.bus.pg import topic_regex
 from hygoshop_platform.db import Connection, Pool
-from hygoshop_platform.errors import DomainError
+from hygoshop_platform.errors import DomainError, FailedPrecondition
 from hygoshop_workflows.runtime.registry import Registry, WorkflowDefinition
 from hygoshop_workflows.runtime.runs import RunStore
 
@@ -75,16 +75,22 @@ def _handler(runs: RunStore, definition: WorkflowDefinition) -> InboxHandler:
                     if run_id is None:
                         log.info("%s: no %s run for it", delivery.type, definition.workflow_type)
                         continue
-                    await runs.signal_in(
-                        conn,
-                        delivery.tenant_id,
-                        run_id,
-                        name=signal.signal,
-                        payload=signal.payload(delivery),
-                        request_id=f"event:{delivery.message_id}",
-                    )
+                    try:
+                        await runs.signal_in(
+                            conn,
+                            delivery.tenant_id,
+                            run_id,
+                            name=signal.signal,
+                            payload=signal.payload(delivery),
+                            request_id=f"event:{delivery.message_id}",
+                        )
+                    except FailedPrecondition as finished:
+                        if finished.reason != "RUN_FINISHED":
+                            raise
+                        # Routine: events keep coming after the run they fed has ended.
+                        log.info("%s: %s", delivery.type, finished.message)
         except DomainError as error:
-            # Bad input in the event (or a finished run): retrying cannot help.
+            # Bad input in the event: retrying cannot help.
             raise PermanentFailure(
                 f"{definition.workflow_type} trigger: {error.message}"
             ) from error
