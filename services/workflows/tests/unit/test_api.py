@@ -385,7 +385,7 @@ async def test_malformed_ids_answer_not_found_and_empty_ids_invalid_argument(
         with pytest.raises(InvalidArgument) as exc:
             await api.GetOperatorTask(pb.GetOperatorTaskRequest(), CTX)
         assert violated(exc) == {"task_id"}
-        # A well-formed id the store does not know: its NotFound goes through as it is.
+        # A well-formed id the store does not know: NOT_FOUND, worded like a malformed one.
         with pytest.raises(NotFound):
             await api.GetWorkflowRun(pb.GetWorkflowRunRequest(run_id=str(uuid.uuid4())), CTX)
     assert [c[0] for c in runs.calls] == ["get"]
