@@ -184,8 +184,8 @@ class WorkflowContext:
                 )
             else:
                 wake = recorded.wake_time
-            await self._lease.suspend(fence.conn, "timer", wake)
-        raise Suspended
+            await self._pause(fence.conn, "timer", wake)
+        raise self._suspended()
 
     async def wait_for_signal(
         self,
@@ -239,12 +239,12 @@ class WorkflowContext:
                         ),
                     )
                 else:
-                    await self._lease.suspend(fence.conn, f"signal:{name}", wake)
+                    await self._pause(fence.conn, f"signal:{name}", wake)
         if payload is not None:
             return payload
         if timed_out:
             return None
-        raise Suspended
+        raise self._suspended()
 
     async def wait_for_operator(
         self,
@@ -317,10 +317,10 @@ class WorkflowContext:
                         ),
                     )
             if outcome is None:
-                await self._lease.suspend(conn, f"task:{task_id}", None)
+                await self._pause(conn, f"task:{task_id}", None)
         if outcome is not None:
             return outcome
-        raise Suspended
+        raise self._suspended()
 
     # -- the runtime's side ---------------------------------------------------------------
     async def compensate(self) -> list[str]:
@@ -383,9 +383,22 @@ class WorkflowContext:
             )
         return recorded
 
+    async def _pause(self, conn: Connection, waiting_on: str, wake: datetime | None) -> None:
+        """Let the run go until `wake` (or a wake-up), unless the fence just read a cancel:
+        a cancel that arrived while the run was running (so it woke nothing) must not be
+        slept through. The caller then raises `_suspended()`, which is RunCancelled."""
+        if not self._cancel_pending():
+            await self._lease.suspend(conn, waiting_on, wake)
+
+    def _suspended(self) -> BaseException:
+        return RunCancelled() if self._cancel_pending() else Suspended()
+
+    def _cancel_pending(self) -> bool:
+        return self._lease.cancel_requested and not self._compensating
+
     def _boundary(self) -> None:
         """Where a requested cancel takes effect (never inside compensation)."""
-        if self._lease.cancel_requested and not self._compensating:
+        if self._cancel_pending():
             raise RunCancelled
 
     async def _run_step(self, name: str, kind: StepKind, fn: StepFn, retry: RetryPolicy) -> Any:
@@ -403,8 +416,8 @@ class WorkflowContext:
             if due is not None and now is not None and due > now:
                 # Woken early (a signal, a cancel): the backoff is not over yet.
                 async with self._lease.fenced() as fence:
-                    await self._lease.suspend(fence.conn, f"retry:{name}", due)
-                raise Suspended
+                    await self._pause(fence.conn, f"retry:{name}", due)
+                raise self._suspended()
         if self._worker_lost:
             self._worker_lost = False
             message = "the worker running this step was lost too many times in a row"
@@ -469,8 +482,8 @@ class WorkflowContext:
                     continue
                 async with self._lease.fenced() as fence:
                     wake = await self._lease.write_step(fence.conn, write)
-                    await self._lease.suspend(fence.conn, f"retry:{name}", wake)
-                raise Suspended from None
+                    await self._pause(fence.conn, f"retry:{name}", wake)
+                raise self._suspended() from None
             await self._lease.checkpoint(
                 StepWrite(
                     seq,
