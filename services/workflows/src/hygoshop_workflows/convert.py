@@ -113,7 +113,7 @@ def value_to_proto(data: Any) -> struct_pb2.Value:
     return value
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+def timestamp_or_none(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     ts = timestamp_pb2.Timestamp()
@@ -133,10 +133,10 @@ def step_to_proto(step: StepRecord) -> workflows_pb2.WorkflowStep:
         result=None if step.result is None else value_to_proto(step.result),
         error_type=step.error_type,
         error_message=step.error_message,
-        wake_time=_timestamp(step.wake_time),
+        wake_time=timestamp_or_none(step.wake_time),
         task_id="" if step.task_id is None else str(step.task_id),
-        start_time=_timestamp(step.start_time),
-        end_time=_timestamp(step.end_time),
+        start_time=timestamp_or_none(step.start_time),
+        end_time=timestamp_or_none(step.end_time),
     )
 
 
@@ -155,10 +155,10 @@ def run_to_proto(run: RunRecord, *, with_steps: bool = True) -> workflows_pb2.Wo
         error_type=run.error_type,
         error_message=run.error_message,
         lease_losses=run.lease_losses,
-        create_time=_timestamp(run.create_time),
-        update_time=_timestamp(run.update_time),
-        end_time=_timestamp(run.end_time),
-        wake_time=_timestamp(run.wake_time),
+        create_time=timestamp_or_none(run.create_time),
+        update_time=timestamp_or_none(run.update_time),
+        end_time=timestamp_or_none(run.end_time),
+        wake_time=timestamp_or_none(run.wake_time),
         steps=[step_to_proto(s) for s in run.steps] if with_steps else [],
     )
 
@@ -172,7 +172,7 @@ def task_to_proto(task: TaskRecord) -> workflows_pb2.OperatorTask:
         payload=struct_to_proto(task.payload),
         state=TASK_STATE_TO_PROTO[task.state],
         claimed_by=task.claimed_by,
-        claim_expire_time=_timestamp(task.claim_expire_time),
+        claim_expire_time=timestamp_or_none(task.claim_expire_time),
         decision=workflows_pb2.DECISION_UNSPECIFIED
         if task.decision is None
         else DECISION_TO_PROTO[task.decision],
@@ -181,10 +181,10 @@ def task_to_proto(task: TaskRecord) -> workflows_pb2.OperatorTask:
         else struct_to_proto(task.outcome_payload),
         comment=task.comment,
         completed_by=task.completed_by,
-        due_time=_timestamp(task.due_time),
+        due_time=timestamp_or_none(task.due_time),
         escalated=task.escalated,
-        escalate_time=_timestamp(task.escalate_time),
-        create_time=_timestamp(task.create_time),
-        update_time=_timestamp(task.update_time),
-        end_time=_timestamp(task.end_time),
+        escalate_time=timestamp_or_none(task.escalate_time),
+        create_time=timestamp_or_none(task.create_time),
+        update_time=timestamp_or_none(task.update_time),
+        end_time=timestamp_or_none(task.end_time),
     )

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
 from hygoshop.events.v1 import workflows_pb2 as ev
 from hygoshop.events.v1.envelope_pb2 import Envelope
 from hygoshop.workflows.v1 import workflows_pb2 as api
 from hygoshop_platform.bus import add_to_outbox, new_event
 from hygoshop_platform.db import Connection
+from hygoshop_workflows.convert import timestamp_or_none
 from hygoshop_workflows.domain.states import Decision
 
 SCHEMA = "workflows"
@@ -53,14 +54,6 @@ _DECISIONS = {
 
 async def add(conn: Connection, *envelopes: Envelope) -> None:
     await add_to_outbox(conn, SCHEMA, *envelopes)
-
-
-def _time(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def run_started(run: RunRef, version: int) -> Envelope:
@@ -151,7 +144,7 @@ def task_claimed(
             run_id=str(run_id),
             kind=kind,
             claimed_by=claimed_by,
-            claim_expire_time=_time(claim_expire_time),
+            claim_expire_time=timestamp_or_none(claim_expire_time),
         ),
         tenant_id=tenant_id,
     )
@@ -196,8 +189,8 @@ def task_escalated(
             run_id=str(run_id),
             kind=kind,
             title=title,
-            due_time=_time(due_time),
-            create_time=_time(create_time),
+            due_time=timestamp_or_none(due_time),
+            create_time=timestamp_or_none(create_time),
         ),
         tenant_id=tenant_id,
     )
