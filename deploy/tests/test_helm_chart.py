@@ -349,7 +349,7 @@ def test_a_new_worker_is_one_values_entry() -> None:
     assert "import-worker" in callers
 
 
-def test_a_components_workers_run_its_image_without_port_or_service(
+def test_a_components_workers_run_its_image_with_a_health_probe_and_no_service(
     rendered: list[Manifest],
 ) -> None:
     components = chart_components()
@@ -364,12 +364,16 @@ def test_a_components_workers_run_its_image_without_port_or_service(
         assert container["command"] == ["python", "-m", f"hygoshop_{name}"]
         assert container["args"] == spec["args"]
         assert container["image"].endswith(f"/{name}:0.1.0")
-        assert "ports" not in container
+        assert "ports" not in container  # nothing calls it: no declared port, no Service
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        # The server's environment (database, bus, callees), minus its gRPC listener.
+        # The server's environment (database, bus, callees); its gRPC port serves only the
+        # health the kubelet probes.
         [server] = pod_spec(find(rendered, "Deployment", f"hygoshop-{name}"))["containers"]
-        server_env = {e["name"] for e in server["env"]} - {"GRPC_HOST", "GRPC_PORT"}
-        assert {e["name"] for e in container["env"]} == server_env
+        assert {e["name"] for e in container["env"]} == {e["name"] for e in server["env"]}
+        port = next(int(e["value"]) for e in container["env"] if e["name"] == "GRPC_PORT")
+        assert container["livenessProbe"]["grpc"] == {"port": port}
+        assert container["startupProbe"]["grpc"] == {"port": port}
+        assert "readinessProbe" not in container
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/component"] == f"{name}-{worker}"
         # The component's Service must not send calls to worker pods.

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -62,6 +63,7 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._loop_task: asyncio.Task[None] | None = None
         self.runs_finished = 0
+        self._turned_at = time.monotonic()
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -95,8 +97,15 @@ class Worker:
                 await task
 
     # -- claiming -------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """Whether the claim loop turned recently (it turns at least every poll interval,
+        also while the database is down: a stalled loop means a hung process)."""
+        limit = max(10 * self.options.poll_seconds, 30.0)
+        return time.monotonic() - self._turned_at < limit
+
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
+            self._turned_at = time.monotonic()
             free = self.options.concurrency - len(self._held)
             claimed: list[Claim] = []
             if free > 0 and self._types:
@@ -112,8 +121,11 @@ class Worker:
             if claimed and len(claimed) == free:
                 continue  # there may be more: ask again without waiting
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the event fires.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.poll_seconds)
+                async with asyncio.timeout(self.options.poll_seconds):
+                    await self._wake.wait()
 
     async def claim(self, limit: int) -> list[Claim]:
         async with self.pool.connection() as conn:
