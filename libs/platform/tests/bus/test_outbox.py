@@ -25,6 +25,7 @@ from hygoshop_platform.bus import (
     Bus,
     BusSettings,
     Delivery,
+    InboxPruner,
     OutboxRelay,
     RetryPolicy,
     add_to_outbox,
@@ -277,6 +278,19 @@ async def test_outbox_and_inbox_rows_are_confined_to_their_tenant(
         assert await prune_inbox(probe_pool, SCHEMA, timedelta(0)) >= 1
         async with tenant_transaction(probe_pool, tenant_a) as conn:
             assert await record_in_inbox(conn, SCHEMA, delivery)  # pruned: recorded afresh
+        # What services run: the same prune on a schedule.
+        pruner = InboxPruner(probe_pool, SCHEMA, keep=timedelta(0), every=0.05)
+        await pruner.start()
+        try:
+            for _ in range(100):
+                if pruner.pruned:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await pruner.stop()
+        assert pruner.pruned >= 1
+        async with tenant_transaction(probe_pool, tenant_a) as conn:
+            assert await record_in_inbox(conn, SCHEMA, delivery)  # pruned again
     finally:
         await admin_query(
             "DELETE FROM busprobe.outbox WHERE tenant_id = ANY(%s)", ([tenant_a, tenant_b],)

@@ -12,7 +12,7 @@ from hygoshop_catalog.imports import ListingImports
 from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore
 from hygoshop_platform.blobs import BlobStore
-from hygoshop_platform.bus import ConsumerOptions, OutboxRelay, connect_bus
+from hygoshop_platform.bus import ConsumerOptions, InboxPruner, OutboxRelay, connect_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 
@@ -48,6 +48,9 @@ async def build(settings: CatalogSettings) -> ServiceServer:
         relay = OutboxRelay(pool, SCHEMA.schema, bus)
         await relay.start()
         server.on_stop.append(relay.stop)
+        pruner = InboxPruner(pool, SCHEMA.schema)
+        await pruner.start()
+        server.on_stop.append(pruner.stop)
         import_jobs = await bus.consume_jobs(
             events.IMPORT_JOB, imports.run_job, ConsumerOptions(prefetch=2)
         )

@@ -8,7 +8,7 @@ worker`); the service never executes a run.
 from __future__ import annotations
 
 from hygoshop.workflows.v1 import workflows_pb2, workflows_pb2_grpc
-from hygoshop_platform.bus import OutboxRelay, connect_bus
+from hygoshop_platform.bus import InboxPruner, OutboxRelay, connect_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 from hygoshop_workflows.api import WorkflowsApi
@@ -41,6 +41,9 @@ async def build(settings: WorkflowsSettings) -> ServiceServer:
         relay = OutboxRelay(pool, SCHEMA.schema, bus)
         await relay.start()
         server.on_stop.append(relay.stop)
+        pruner = InboxPruner(pool, SCHEMA.schema)  # the triggers' inbox
+        await pruner.start()
+        server.on_stop.append(pruner.stop)
         for consumer in await subscribe_triggers(bus, pool, registry):
             server.on_stop.append(consumer.stop)
     return server

@@ -52,6 +52,7 @@ from hygoshop_platform.bus.base import (
 )
 from hygoshop_platform.bus.inbox import (
     InboxHandler,
+    InboxPruner,
     inbox_sql,
     prune_inbox,
     record_in_inbox,
@@ -90,6 +91,7 @@ __all__ = [
     "Failure",
     "Handler",
     "InboxHandler",
+    "InboxPruner",
     "MalformedMessage",
     "OutboxRelay",
     "PermanentFailure",
