@@ -13,7 +13,11 @@ lease version; a write whose fence fails is refused alone (`LeaseLost` for that 
 the others commit. If the batch fails as a whole (a database error), each write is
 retried in a transaction of its own, so one bad write fails only its own run.
 
-Measured on this machine (`make bench workflow_steps`): see the benchmark's docstring.
+Measured on this machine (`make bench BENCH=workflow_steps`, 2 worker processes, 2 cores
+shared with PostgreSQL): one transaction per step gave 500-800 steps/s; group commit of
+steps gave about 1,900; adding run ends to the groups, 2,500-3,200 (0.18-0.20 ms of worker
+CPU per step). A commit here costs about 0.8 ms from Python, so per-step commits cap out
+near 1,200/s whatever the code around them does.
 """
 
 from __future__ import annotations
