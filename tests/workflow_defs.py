@@ -37,6 +37,8 @@ registry.task_kind(
 registry.task_kind(TaskKind("test_urgent", sla_seconds=0.5))
 
 FAST_RETRY = RetryPolicy(initial_interval=0.05, backoff=2.0, max_interval=0.2, max_attempts=3)
+SLOW_RETRY = RetryPolicy(initial_interval=3600.0, max_attempts=3)
+"""Backs off for an hour: the run waits (holding no worker) until something wakes it."""
 
 
 async def call_vendor(url: str, call: StepCall, path: str = "/effect") -> None:
@@ -94,7 +96,8 @@ async def timer(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
 
 @registry.workflow("test.saga", version=1)
 async def saga(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
-    """Two steps with compensations, then one that fails `fail_times` times."""
+    """Two steps with compensations, then one that fails `fail_times` times (backing off
+    for an hour between attempts when `slow_retry` is set)."""
     url = input["vendor_url"]
 
     async def do(call: StepCall) -> str:
@@ -112,7 +115,7 @@ async def saga(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
 
     await ctx.step("reserve", do, compensation=undo)
     await ctx.step("charge", do, compensation=undo)
-    await ctx.step("ship", flaky, retry=FAST_RETRY)
+    await ctx.step("ship", flaky, retry=SLOW_RETRY if input.get("slow_retry") else FAST_RETRY)
     return {"shipped": True}
 
 

@@ -12,7 +12,14 @@ import pytest
 from hygoshop_platform.db import tenant_transaction
 from hygoshop_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from hygoshop_platform.testing.fakevendor import FakeVendor
-from hygoshop_workflows.domain.states import Decision, RunState, StepKind, StepState, TaskState
+from hygoshop_workflows.domain.states import (
+    TERMINAL_STEP_STATES,
+    Decision,
+    RunState,
+    StepKind,
+    StepState,
+    TaskState,
+)
 from hygoshop_workflows.runtime import Registry, StepCall, WorkflowContext
 from hygoshop_workflows.runtime.runs import RunStore
 
@@ -263,11 +270,42 @@ async def test_cancel_stops_a_waiting_run(runtime: Runtime, vendor: FakeVendor) 
     assert requested.cancel_requested
     done = await runtime.wait_for(tenant, run.run_id)
     assert done.state == RunState.CANCELLED
+    assert [(s.kind, s.state) for s in done.steps] == [
+        (StepKind.OPERATOR_TASK, StepState.CANCELLED)
+    ]
     (task,), _ = await runtime.tasks.list(tenant, state=None, kind=None, page_size=5, page_token="")
     assert task.state == TaskState.CANCELLED
     assert (await runtime.runs.cancel(tenant, run.run_id)).state == RunState.CANCELLED
     with pytest.raises(NotFound):
         await runtime.runs.cancel(new_tenant(), run.run_id)
+
+
+async def test_cancel_during_a_backoff_compensates_and_closes_the_step(
+    runtime: Runtime, vendor: FakeVendor
+) -> None:
+    tenant = new_tenant()
+    run, _ = await runtime.runs.start(
+        tenant, "test.saga", "saga-3", {"vendor_url": vendor.url, "fail_times": 1, "slow_retry": 1}
+    )
+    await runtime.start_worker()
+    waiting = await runtime.wait_for(tenant, run.run_id, lambda r: r.state == RunState.WAITING)
+    assert waiting.waiting_on == "retry:ship"
+    assert waiting.steps[-1].state == StepState.RETRYING
+    await runtime.runs.cancel(tenant, run.run_id)
+    done = await runtime.wait_for(tenant, run.run_id)
+    assert done.state == RunState.CANCELLED
+    assert vendor.paths == [
+        "/do/reserve",
+        "/do/charge",
+        "/flaky/1",
+        "/undo/charge",
+        "/undo/reserve",
+    ]
+    ship = next(s for s in done.steps if s.name == "ship")
+    assert (ship.state, ship.attempts, ship.wake_time) == (StepState.CANCELLED, 1, None)
+    assert ship.error_type == "ConnectionError"  # why it was backing off stays on it
+    assert ship.end_time is not None
+    assert all(s.state in TERMINAL_STEP_STATES for s in done.steps)
 
 
 def _changing_definition(first_step: str) -> Registry:

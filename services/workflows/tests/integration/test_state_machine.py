@@ -31,6 +31,7 @@ from hygoshop_workflows.domain.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     TASK_TRANSITIONS,
+    TERMINAL_STEP_STATES,
     Decision,
     RunState,
     StepKind,
@@ -38,10 +39,10 @@ from hygoshop_workflows.domain.states import (
     TaskState,
     check_transition,
 )
-from hygoshop_workflows.runtime.context import WORKER_LOST
 from hygoshop_workflows.runtime.lease import Claim
 from tests.support import PlatformDatabase
 
+from .state_machine_outcomes import check_outcomes
 from .state_machine_support import (
     FLOW,
     LEDGER,
@@ -368,6 +369,9 @@ class FlowMachine(RuleBasedStateMachine):
                 model.frozen[step.name] = (LEDGER.live_calls[key], LEDGER.calls[key])
             model.steps[step.seq] = step
         model.state, model.waiting_on = run.state, run.waiting_on
+        if run.state.terminal:
+            unfinished = [step for step in run.steps if step.state not in TERMINAL_STEP_STATES]
+            assert not unfinished, f"an ended run's steps still in progress: {unfinished}"
         if run.state.terminal and model.ended is None:
             model.ended = (*snapshot, run.steps)
             event(f"run {run.state.value}")
@@ -446,46 +450,6 @@ class FlowMachine(RuleBasedStateMachine):
                 raise AssertionError(f"runs neither ended nor waiting on a caller: {stuck}")
             await asyncio.sleep(0.05)
 
-    def _check_outcomes(self) -> None:
-        lost = self._lost()
-        for model in self.by_id.values():
-            names = {step.name: step for step in model.steps.values()}
-            a_done = "A" in names and names["A"].state == StepState.SUCCEEDED
-            undone = LEDGER.effects[(model.run_id, "compensate:A")] > 0
-            ended = model.ended
-            if model.state == RunState.SUCCEEDED:
-                assert ended is not None
-                (task,) = [t for t in self.task_models.values() if t.run_id == model.run_id]
-                assert task.outcome is not None, "succeeded without its operator's decision"
-                assert model.input["fail_b"] < MAX_ATTEMPTS["B"]
-                decision, payload, operator = task.outcome
-                assert ended[1] == {
-                    # The results its history recorded (a replay returns them; a zombie's
-                    # own answers are fenced off), the oldest signal, the decision taken.
-                    "a": names["A"].result,
-                    "go": model.signals[0],
-                    "b": names["B"].result,
-                    "decision": decision.value,
-                    "payload": payload,
-                    "by": operator,
-                    "c": names["C"].result,
-                }
-                assert not undone, "a run that succeeded was compensated"
-            elif model.state == RunState.FAILED:
-                assert ended is not None
-                if ended[2] == WORKER_LOST:
-                    assert lost[model.run_id] >= OPTIONS.max_lease_losses
-                    continue
-                assert model.input["fail_b"] >= MAX_ATTEMPTS["B"], ended
-                assert ended[2].endswith("VendorDown"), ended
-                assert "'B'" in ended[3], ended
-                assert undone == a_done, "a failed run's done steps must be compensated"
-            elif model.state == RunState.CANCELLED:
-                assert model.cancel_requested, "cancelled without a cancel"
-                assert undone == a_done, "a cancelled run's done steps must be compensated"
-            else:
-                assert not undone
-
     def _give_what_they_wait_for(self) -> None:
         """A signal to each run that waits for one, a decision on each open task: every run
         also goes on to its end, so its outcome can be checked."""
@@ -508,7 +472,12 @@ class FlowMachine(RuleBasedStateMachine):
                 self._do(self._drain())
             waiting = [m for m in self.by_id.values() if not m.state.terminal]
             assert not waiting, f"runs that were given all they wait for did not end: {waiting}"
-            self._check_outcomes()
+            check_outcomes(
+                self.by_id.values(),
+                self.task_models.values(),
+                self._lost(),
+                OPTIONS.max_lease_losses,
+            )
         finally:
             self._do(self._stop_all())
 

@@ -33,16 +33,16 @@ class RunState(StrEnum):
 TERMINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    RunState.PENDING: frozenset({RunState.RUNNING, RunState.CANCELLED}),
+    RunState.PENDING: frozenset({RunState.RUNNING}),
     # RUNNING -> PENDING: the lease expired (worker died) or the worker let the run go.
     RunState.RUNNING: frozenset({RunState.PENDING, RunState.WAITING, *TERMINAL_RUN_STATES}),
-    RunState.WAITING: frozenset({RunState.PENDING, RunState.RUNNING, RunState.CANCELLED}),
+    RunState.WAITING: frozenset({RunState.PENDING, RunState.RUNNING}),
     RunState.SUCCEEDED: frozenset(),
     RunState.FAILED: frozenset(),
     RunState.CANCELLED: frozenset(),
 }
-"""Legal moves. A cancel of a run no worker holds ends it at once only when it has no
-compensations to run; otherwise it is woken (PENDING) and a worker compensates."""
+"""Legal moves. Only a worker ends a run: a cancel of a paused run wakes it (PENDING), and
+the worker that claims it stops it at the next step boundary and compensates."""
 
 
 class StepState(StrEnum):
@@ -53,15 +53,19 @@ class StepState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     """The last attempt failed (or the error was not retryable)."""
+    CANCELLED = "cancelled"
+    """Never finished: its run ended (a cancel, or a failure elsewhere) while it was in flight,
+    waiting or backing off."""
 
 
-TERMINAL_STEP_STATES = frozenset({StepState.SUCCEEDED, StepState.FAILED})
+TERMINAL_STEP_STATES = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED})
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     StepState.RUNNING: frozenset({StepState.RETRYING, *TERMINAL_STEP_STATES}),
     StepState.RETRYING: frozenset({StepState.RUNNING, *TERMINAL_STEP_STATES}),
     StepState.SUCCEEDED: frozenset(),
     StepState.FAILED: frozenset(),
+    StepState.CANCELLED: frozenset(),
 }
 
 

@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from hygoshop_platform.bus import add_to_outbox
 from hygoshop_platform.db import TENANT_SETTING, Connection, Pool
 from hygoshop_workflows.runtime.errors import LeaseLost
-from hygoshop_workflows.runtime.sql import SCHEMA, cancel_open_tasks
+from hygoshop_workflows.runtime.sql import SCHEMA, cancel_open_tasks, close_open_steps
 
 if TYPE_CHECKING:
     from hygoshop_workflows.runtime.lease import FinishWrite, RunLease, StepWrite
@@ -225,6 +225,8 @@ async def _finish_runs(conn: Connection, tenant_id: uuid.UUID, writes: list[_Pen
     )
     fenced = {row.run_id: (row.cancel_requested, row.now) for row in await cur.fetchall()}
     ended = [p for p in writes if p.lease.run_id in fenced and p.finish is not None]
+    if ended:
+        await close_open_steps(conn, tenant_id, [p.lease.run_id for p in ended])
     with_tasks = [p.lease.run_id for p in ended if p.finish and p.finish.cancel_tasks]
     if with_tasks:
         await cancel_open_tasks(conn, tenant_id, with_tasks)

@@ -36,6 +36,7 @@ from hygoshop_workflows.runtime.rows import STEP_COLUMNS, step_from_row
 from hygoshop_workflows.runtime.sql import (
     SCHEMA,
     cancel_open_tasks,
+    close_open_steps,
     notify_runnable,
 )
 
@@ -231,7 +232,7 @@ class RunLease:
             await notify_runnable(fence.conn)
 
     async def finish(self, end: FinishWrite) -> None:
-        """End the run; its open operator tasks are cancelled with it."""
+        """End the run; its unfinished steps and open operator tasks are cancelled with it."""
         if self._batcher is not None:
             await self._batcher.finish(self, end)
             return
@@ -250,6 +251,7 @@ class RunLease:
                     self.run_id,
                 ),
             )
+            await close_open_steps(fence.conn, self.tenant_id, [self.run_id])
             if end.cancel_tasks:
                 await cancel_open_tasks(fence.conn, self.tenant_id, [self.run_id])
             await add_to_outbox(fence.conn, SCHEMA, *end.events)

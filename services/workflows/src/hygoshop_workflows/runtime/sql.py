@@ -25,3 +25,14 @@ async def cancel_open_tasks(conn: Connection, tenant_id: uuid.UUID, runs: list[u
         " WHERE tenant_id = %s AND run_id = ANY(%s) AND state IN ('open', 'claimed')",
         (tenant_id, runs),
     )
+
+
+async def close_open_steps(conn: Connection, tenant_id: uuid.UUID, runs: list[uuid.UUID]) -> None:
+    """The ended runs' steps still in flight, waiting or backing off: they never finish now.
+    (Their last error, if any, stays on them.)"""
+    await conn.execute(
+        "UPDATE workflows.steps SET state = 'cancelled', wake_at = NULL,"
+        " end_time = clock_timestamp()"
+        " WHERE tenant_id = %s AND run_id = ANY(%s) AND state IN ('running', 'retrying')",
+        (tenant_id, runs),
+    )

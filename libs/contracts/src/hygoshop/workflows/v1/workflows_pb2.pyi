@@ -109,6 +109,10 @@ class _WorkflowStepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Wor
     """Done; its result is checkpointed."""
     WORKFLOW_STEP_STATE_FAILED: _WorkflowStepState.ValueType  # 4
     """The last attempt failed, or the error was not retryable."""
+    WORKFLOW_STEP_STATE_CANCELLED: _WorkflowStepState.ValueType  # 5
+    """Never finished: its run ended (cancelled, or failed elsewhere) while it was in flight,
+    waiting or backing off.
+    """
 
 class WorkflowStepState(_WorkflowStepState, metaclass=_WorkflowStepStateEnumTypeWrapper):
     """Where a history entry is."""
@@ -122,6 +126,10 @@ WORKFLOW_STEP_STATE_SUCCEEDED: WorkflowStepState.ValueType  # 3
 """Done; its result is checkpointed."""
 WORKFLOW_STEP_STATE_FAILED: WorkflowStepState.ValueType  # 4
 """The last attempt failed, or the error was not retryable."""
+WORKFLOW_STEP_STATE_CANCELLED: WorkflowStepState.ValueType  # 5
+"""Never finished: its run ended (cancelled, or failed elsewhere) while it was in flight,
+waiting or backing off.
+"""
 Global___WorkflowStepState: _TypeAlias = WorkflowStepState  # noqa: Y015
 
 class _OperatorTaskState:
