@@ -63,6 +63,32 @@ async def vendor_steps(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str,
     return {"steps": int(input.get("steps", 1))}
 
 
+@registry.workflow("test.slow_step", version=1)
+async def slow_step(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
+    """A quick step (undone if the run fails), then "slow": it calls the vendor, refuses
+    its first `fail_times` attempts at once, and holds `hold_seconds` on the others; it has
+    `max_attempts` attempts (in-place retries 50 ms apart)."""
+    url = input["vendor_url"]
+    retry = RetryPolicy(initial_interval=0.05, max_attempts=int(input.get("max_attempts", 3)))
+
+    async def before(call: StepCall) -> str:
+        await call_vendor(url, call, "/before")
+        return "done"
+
+    async def undo(call: StepCall, result: Any) -> None:
+        await call_vendor(url, call, "/undo/before")
+
+    async def slow(call: StepCall) -> int:
+        await call_vendor(url, call, f"/slow/{call.attempt}")
+        if call.attempt <= int(input.get("fail_times", 0)):
+            raise ConnectionError(f"vendor down (attempt {call.attempt})")
+        await asyncio.sleep(float(input["hold_seconds"]))
+        return call.attempt
+
+    await ctx.step("before", before, compensation=undo)
+    return {"slow": await ctx.step("slow", slow, retry=retry)}
+
+
 @registry.workflow("test.whoami", version=1)
 async def whoami(ctx: WorkflowContext, input: dict[str, Any]) -> dict[str, Any]:
     """One step that tells the vendor which worker process runs it (`/whoami/<WORKER_ID>`),

@@ -61,6 +61,14 @@ async def test_a_worker_killed_mid_step_is_replaced_and_each_effect_happens_once
     await workers.eventually(
         lambda: len(vendor.idempotency_keys) == 2, "the 2nd step's vendor request"
     )
+
+    async def marked() -> bool:  # the attempt in flight shows in the run's history
+        steps = await observer.step_rows(run.run_id)
+        return [(s["name"], s["state"], s["attempts"]) for s in steps][1:] == [
+            ("effect-1", "running", 1)
+        ]
+
+    await workers.eventually(marked, "the 2nd step's attempt marked running")
     holder = (await observer.run_row(run.run_id))["lease_owner"]
     victim, survivor = started if holder == started[0].name else started[::-1]
     assert victim.name == holder
@@ -96,10 +104,13 @@ async def test_a_worker_killed_mid_step_is_replaced_and_each_effect_happens_once
     assert vendor.idempotency_keys[first] == 1
     done = await observer.run(tenant, run.run_id)
     assert done.result == {"steps": 3}
-    # One recorded attempt each (the killed attempt counts as a lost lease, not an
-    # attempt), and the lost-lease counter was reset by the survivor's first checkpoint.
+    # The killed attempt was under way long enough to be marked running: it is counted,
+    # so the survivor's was attempt 2 (each step returns its attempt number). The
+    # lost-lease counter was reset by the survivor's first checkpoint.
     assert [(s.name, s.state, s.attempts, s.result) for s in done.steps] == [
-        (f"effect-{i}", StepState.SUCCEEDED, 1, 1) for i in range(3)
+        ("effect-0", StepState.SUCCEEDED, 1, 1),
+        ("effect-1", StepState.SUCCEEDED, 2, 2),
+        ("effect-2", StepState.SUCCEEDED, 1, 1),
     ]
     assert done.lease_losses == 0
     row = await observer.run_row(run.run_id)
@@ -121,6 +132,11 @@ async def test_a_zombie_worker_cannot_overwrite_the_step_another_worker_finished
     await workers.eventually(
         lambda: vendor.paths == ["/whoami/zombie-a"], "zombie-a inside the step", STARTUP_SECONDS
     )
+
+    async def marked() -> bool:
+        return [s["state"] for s in await observer.step_rows(run.run_id)] == ["running"]
+
+    await workers.eventually(marked, "zombie-a's attempt marked running")
     workers.pause(zombie)
     other = workers.start("zombie-b")
     await workers.eventually(
@@ -128,8 +144,9 @@ async def test_a_zombie_worker_cannot_overwrite_the_step_another_worker_finished
     )
     steps_then = await observer.step_rows(run.run_id)
     run_then = await observer.run_row(run.run_id)
+    # zombie-a's attempt was marked running before it froze: zombie-b's is attempt 2.
     assert [(s["seq"], s["name"], s["state"], s["attempts"]) for s in steps_then] == [
-        (0, "who", "succeeded", 1)
+        (0, "who", "succeeded", 2)
     ]
     assert steps_then[0]["result"]["worker"] == "zombie-b"
     assert run_then["result"] == {"ran_by": steps_then[0]["result"]}

@@ -43,6 +43,10 @@ class WorkerOptions:
     max_lease_losses: int = 5
     """A run whose worker was lost this many times in a row, mid-step, fails: a step that
     kills its worker must not loop forever (WORKFLOW_MAX_LEASE_LOSSES)."""
+    running_mark_seconds: float = 0.25
+    """A step attempt still running after this long is recorded as RUNNING with its attempt
+    number, so callers see it and an attempt lost with its worker is counted
+    (WORKFLOW_RUNNING_MARK_SECONDS; see runtime/in_flight.py)."""
     worker_id: str = ""
     """Names this worker in leases and logs (WORKER_ID; default host:pid)."""
 
@@ -53,6 +57,8 @@ class WorkerOptions:
             raise SettingsError(
                 "WORKFLOW_HEARTBEAT_SECONDS must be at most half of WORKFLOW_LEASE_SECONDS"
             )
+        if self.running_mark_seconds < 0:
+            raise SettingsError("WORKFLOW_RUNNING_MARK_SECONDS must be >= 0")
         if self.concurrency < 1:
             raise SettingsError("WORKFLOW_CONCURRENCY must be at least 1")
 
@@ -70,6 +76,9 @@ class WorkerOptions:
             poll_seconds=env_float("WORKFLOW_POLL_SECONDS", d.poll_seconds, env),
             escalation_seconds=env_float("WORKFLOW_ESCALATION_SECONDS", d.escalation_seconds, env),
             max_lease_losses=env_int("WORKFLOW_MAX_LEASE_LOSSES", d.max_lease_losses, env),
+            running_mark_seconds=env_float(
+                "WORKFLOW_RUNNING_MARK_SECONDS", d.running_mark_seconds, env
+            ),
             worker_id=env_str("WORKER_ID", "", env) if env.get("WORKER_ID") else "",
         )
 

@@ -64,6 +64,19 @@ class Runtime:
             await asyncio.sleep(0.05)
 
 
+async def crash(worker: Worker) -> None:
+    """Stop `worker` as a killed process stops: nothing released, its leases left to expire."""
+    # Python 3.11's asyncio.wait_for swallows a cancel that lands as its awaitable finishes
+    # (the claim loop's wake-up wait, woken by the very run tasks cancelled here): the flag
+    # ends the claim loop then too.
+    worker._stopping.set()
+    flushing = worker._checkpoints._flushing  # group commits in flight die with the process
+    tasks = [t for t in (worker._loop_task, flushing, *worker._background, *worker._held) if t]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @pytest.fixture(scope="session")
 async def runtime_pool(platform_db: PlatformDatabase) -> AsyncIterator[tuple[Pool, str]]:
     url = platform_db.app_url(SCHEMA)

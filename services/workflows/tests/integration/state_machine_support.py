@@ -260,19 +260,6 @@ class RecordingWorker(Worker):
         return claimed
 
 
-async def crash(worker: Worker) -> None:
-    """Stop `worker` as a killed process stops: nothing released, its leases left to expire."""
-    # Python 3.11's asyncio.wait_for swallows a cancel that lands as its awaitable finishes
-    # (the claim loop's wake-up wait, woken by the very run tasks cancelled here): the flag
-    # ends the claim loop then too.
-    worker._stopping.set()
-    flushing = worker._checkpoints._flushing  # group commits in flight die with the process
-    tasks = [t for t in (worker._loop_task, flushing, *worker._background, *worker._held) if t]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def stall_heartbeats(worker: Worker) -> None:
     """Make `worker` a zombie: it goes on executing but its leases are no longer extended,
     so other workers take its runs and only the fence stops its late writes."""

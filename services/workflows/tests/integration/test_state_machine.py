@@ -42,6 +42,7 @@ from hygoshop_workflows.domain.states import (
 from hygoshop_workflows.runtime.lease import Claim
 from tests.support import PlatformDatabase
 
+from .conftest import crash
 from .state_machine_outcomes import check_outcomes
 from .state_machine_support import (
     FLOW,
@@ -55,7 +56,6 @@ from .state_machine_support import (
     TaskModel,
     check_audit,
     close_env,
-    crash,
     open_env,
     reachable,
     snapshot,

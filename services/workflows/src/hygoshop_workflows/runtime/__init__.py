@@ -5,7 +5,8 @@
 See `context.py` for replay and `lease.py` for fencing; `worker.py` runs it all.
 """
 
-from hygoshop_workflows.runtime.context import StepCall, TaskOutcome, WorkflowContext
+from hygoshop_workflows.runtime.calls import StepCall, TaskOutcome
+from hygoshop_workflows.runtime.context import WorkflowContext
 from hygoshop_workflows.runtime.errors import RunCancelled, StepFailed
 from hygoshop_workflows.runtime.registry import (
     Registry,

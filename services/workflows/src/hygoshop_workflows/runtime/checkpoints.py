@@ -51,11 +51,12 @@ WITH w AS (
                          %(names)s::text[], %(kinds)s::text[], %(states)s::text[],
                          %(attempts)s::int[], %(results)s::jsonb[], %(error_types)s::text[],
                          %(error_messages)s::text[], %(wake_in)s::float8[],
-                         %(start_times)s::timestamptz[])
+                         %(start_times)s::timestamptz[], %(progress)s::boolean[])
         AS w(run_id, lease_version, seq, name, kind, state, attempts, result, error_type,
-             error_message, wake_in, start_time)
+             error_message, wake_in, start_time, progress)
 ), fence AS (
-    UPDATE workflows.runs r SET update_time = clock_timestamp(), lease_losses = 0
+    UPDATE workflows.runs r SET update_time = clock_timestamp(),
+           lease_losses = CASE WHEN w.progress THEN 0 ELSE r.lease_losses END
       FROM w
      WHERE r.tenant_id = %(tenant)s AND r.run_id = w.run_id
        AND r.lease_version = w.lease_version AND r.state = 'running'
@@ -73,7 +74,7 @@ WITH w AS (
        SET state = excluded.state, attempts = excluded.attempts, result = excluded.result,
            error_type = excluded.error_type, error_message = excluded.error_message,
            wake_at = excluded.wake_at, end_time = excluded.end_time
-     WHERE s.state NOT IN ('succeeded', 'failed')
+     WHERE s.state NOT IN ('succeeded', 'failed', 'cancelled')
 )
 SELECT run_id, cancel_requested, clock_timestamp() AS now FROM fence
 """
@@ -204,6 +205,7 @@ async def _write_steps(conn: Connection, tenant_id: uuid.UUID, writes: list[_Pen
             "error_messages": [s.error_message[:4000] for s in steps],
             "wake_in": [s.wake_in for s in steps],
             "start_times": [s.start_time for s in steps],
+            "progress": [s.progress for s in steps],
         },
     )
     return {row.run_id: (row.cancel_requested, row.now) for row in await cur.fetchall()}

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,72 +26,25 @@ from psycopg.types.json import Jsonb
 
 from hygoshop_platform.db import Connection
 from hygoshop_workflows.domain.records import StepRecord
-from hygoshop_workflows.domain.states import Decision, StepKind, StepState
+from hygoshop_workflows.domain.states import StepKind, StepState
 from hygoshop_workflows.runtime import events
+from hygoshop_workflows.runtime.calls import CompensationFn, StepCall, StepFn, TaskOutcome
 from hygoshop_workflows.runtime.errors import (
     NonDeterminism,
     RunCancelled,
     StepFailed,
     Suspended,
 )
+from hygoshop_workflows.runtime.in_flight import InFlightMark
 from hygoshop_workflows.runtime.lease import RunLease, StepWrite
 from hygoshop_workflows.runtime.registry import Registry
 from hygoshop_workflows.runtime.retry import DEFAULT_RETRY, RetryPolicy, error_type
+from hygoshop_workflows.runtime.waits import completed_outcome, take_signal
 
 _KEYS = uuid.UUID("5b0e8a55-2f5c-4c4e-9a39-6f1f8c6f3d21")
 """Namespace of idempotency keys and operator task ids (uuid5): fixed forever."""
 
 WORKER_LOST = "hygoshop.WorkerLost"
-
-
-@dataclass(frozen=True, slots=True)
-class StepCall:
-    """Handed to a step function on each attempt."""
-
-    tenant_id: uuid.UUID
-    run_id: uuid.UUID
-    step: str
-    seq: int
-    attempt: int
-    """1 for the first attempt; for logs only, never for keys."""
-    idempotency_key: str
-    """Stable across attempts, workers and replays of this step of this run."""
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOutcome:
-    """An operator's decision on a task."""
-
-    task_id: uuid.UUID
-    decision: Decision
-    payload: dict[str, Any]
-    """APPROVE: the proposal as it was; EDIT: the operator's version; REJECT: empty."""
-    comment: str
-    operator: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "task_id": str(self.task_id),
-            "decision": self.decision.value,
-            "payload": self.payload,
-            "comment": self.comment,
-            "operator": self.operator,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TaskOutcome:
-        return cls(
-            task_id=uuid.UUID(data["task_id"]),
-            decision=Decision(data["decision"]),
-            payload=data["payload"],
-            comment=data["comment"],
-            operator=data["operator"],
-        )
-
-
-StepFn = Callable[[StepCall], Awaitable[Any]]
-CompensationFn = Callable[[StepCall, Any], Awaitable[Any]]
-"""Undoes a step; gets the step's result."""
 
 
 class WorkflowContext:
@@ -106,6 +57,7 @@ class WorkflowContext:
         business_key: str = "",
         max_lease_losses: int = 5,
         in_place_retry_seconds: float = 1.0,
+        running_mark_seconds: float = 0.25,
     ) -> None:
         self._lease = lease
         self._history = {step.seq: step for step in history}
@@ -115,6 +67,7 @@ class WorkflowContext:
         self._compensating = False
         self._created_task = False
         self._in_place_retry_seconds = in_place_retry_seconds
+        self._running_mark_seconds = running_mark_seconds
         self._worker_lost = lease.claim.lease_losses >= max_lease_losses
         self.business_key = business_key
 
@@ -204,7 +157,7 @@ class WorkflowContext:
         payload: dict[str, Any] | None = None
         timed_out = False
         async with self._lease.fenced() as fence:
-            payload = await _take_signal(fence.conn, self._lease, name, seq)
+            payload = await take_signal(fence.conn, self._lease, name, seq)
             if payload is not None:
                 await self._lease.write_step(
                     fence.conn,
@@ -302,7 +255,7 @@ class WorkflowContext:
                 )
             else:
                 task_id = recorded.task_id
-                outcome = await _completed_outcome(conn, self.tenant_id, task_id)
+                outcome = await completed_outcome(conn, self.tenant_id, task_id)
                 if outcome is not None:
                     await self._lease.write_step(
                         conn,
@@ -418,9 +371,8 @@ class WorkflowContext:
                 async with self._lease.fenced() as fence:
                     await self._pause(fence.conn, f"retry:{name}", due)
                 raise self._suspended()
-        if self._worker_lost:
-            self._worker_lost = False
-            message = "the worker running this step was lost too many times in a row"
+        message = self._lost_with_its_worker(recorded, retry)
+        if message is not None:
             await self._lease.checkpoint(
                 StepWrite(
                     seq,
@@ -433,6 +385,7 @@ class WorkflowContext:
                 )
             )
             raise StepFailed(name, WORKER_LOST, message)
+        last_error = (recorded.error_type, recorded.error_message) if recorded else ("", "")
         while True:
             attempts += 1
             started = self._now()
@@ -440,8 +393,7 @@ class WorkflowContext:
                 self.tenant_id, self.run_id, name, seq, attempts, self._idempotency_key(seq, name)
             )
             try:
-                result = await fn(call)
-                json.dumps(result)
+                result = await self._attempt(fn, call, kind, last_error, started)
             except Exception as error:
                 kind_of_error, message = error_type(error), str(error) or repr(error)
                 if isinstance(error, TypeError) and "JSON serializable" in message:
@@ -463,6 +415,7 @@ class WorkflowContext:
                         )
                     )
                     raise StepFailed(name, kind_of_error, message) from error
+                last_error = (kind_of_error, message)
                 delay = retry.delay_after(attempts)
                 write = StepWrite(
                     seq,
@@ -497,48 +450,46 @@ class WorkflowContext:
             )
             return result
 
+    async def _attempt(
+        self,
+        fn: StepFn,
+        call: StepCall,
+        kind: StepKind,
+        last_error: tuple[str, str],
+        started: datetime | None,
+    ) -> Any:
+        """One call of `fn` (marked RUNNING in the history if it runs long); its result,
+        which must be JSON."""
+        mark = StepWrite(
+            call.seq,
+            call.step,
+            kind,
+            StepState.RUNNING,
+            attempts=call.attempt,
+            error_type=last_error[0],
+            error_message=last_error[1],
+            start_time=started,
+            progress=False,
+        )
+        async with InFlightMark(self._lease, mark, self._running_mark_seconds):
+            result = await fn(call)
+        json.dumps(result)
+        return result
+
+    def _lost_with_its_worker(self, recorded: StepRecord | None, retry: RetryPolicy) -> str | None:
+        """Why the step fails without another attempt, if its worker is what failed: the run
+        lost too many leases in a row, or the last attempt its policy allows was under way
+        (marked RUNNING, see `in_flight.py`) when its worker was lost."""
+        if self._worker_lost:
+            self._worker_lost = False
+            return "the worker running this step was lost too many times in a row"
+        if (
+            recorded is not None
+            and recorded.state == StepState.RUNNING
+            and recorded.attempts >= retry.max_attempts
+        ):
+            return f"attempt {recorded.attempts} of {retry.max_attempts} was lost with its worker"
+        return None
+
     def _idempotency_key(self, seq: int, name: str) -> str:
         return uuid.uuid5(_KEYS, f"{self.tenant_id}/{self.run_id}/{seq}/{name}").hex
-
-
-async def _take_signal(
-    conn: Connection, lease: RunLease, name: str, seq: int
-) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        """
-        WITH oldest AS (
-            SELECT signal_id FROM workflows.signals
-             WHERE tenant_id = %(t)s AND run_id = %(r)s AND name = %(name)s
-               AND consumed_seq IS NULL
-             ORDER BY create_time, signal_id
-             LIMIT 1
-             FOR UPDATE
-        )
-        UPDATE workflows.signals s SET consumed_seq = %(seq)s
-          FROM oldest WHERE s.tenant_id = %(t)s AND s.signal_id = oldest.signal_id
-        RETURNING s.payload
-        """,
-        {"t": lease.tenant_id, "r": lease.run_id, "name": name, "seq": seq},
-    )
-    row = await cur.fetchone()
-    return dict(row.payload) if row is not None else None
-
-
-async def _completed_outcome(
-    conn: Connection, tenant_id: uuid.UUID, task_id: uuid.UUID
-) -> TaskOutcome | None:
-    cur = await conn.execute(
-        "SELECT decision, outcome_payload, comment, completed_by FROM workflows.operator_tasks"
-        " WHERE tenant_id = %s AND task_id = %s AND state = 'completed'",
-        (tenant_id, task_id),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    return TaskOutcome(
-        task_id=task_id,
-        decision=Decision(row.decision),
-        payload=row.outcome_payload or {},
-        comment=row.comment,
-        operator=row.completed_by,
-    )

@@ -69,10 +69,12 @@ class Fence:
 
 
 _FENCE = """
-    UPDATE workflows.runs SET update_time = clock_timestamp(), lease_losses = 0
+    UPDATE workflows.runs SET update_time = clock_timestamp(),
+           lease_losses = CASE WHEN %s THEN 0 ELSE lease_losses END
      WHERE tenant_id = %s AND run_id = %s AND lease_version = %s AND state = 'running'
     RETURNING cancel_requested, clock_timestamp() AS now
 """
+"""A write that makes progress resets the count of leases lost in a row."""
 
 _UPSERT_STEP = """
     INSERT INTO workflows.steps AS s (tenant_id, run_id, seq, name, kind, state, attempts,
@@ -88,7 +90,7 @@ _UPSERT_STEP = """
            error_type = excluded.error_type, error_message = excluded.error_message,
            wake_at = excluded.wake_at, task_id = coalesce(excluded.task_id, s.task_id),
            end_time = excluded.end_time
-     WHERE s.state NOT IN ('succeeded', 'failed')
+     WHERE s.state NOT IN ('succeeded', 'failed', 'cancelled')
     RETURNING s.wake_at
 """
 
@@ -108,6 +110,9 @@ class StepWrite:
     """Seconds from the database's now (instead of `wake_at`)."""
     task_id: uuid.UUID | None = None
     start_time: datetime | None = None
+    progress: bool = True
+    """False for a mark that an attempt is under way (`in_flight.py`): it is not progress,
+    so it leaves the run's count of leases lost in a row as it is."""
 
 
 @dataclass(slots=True)
@@ -156,7 +161,9 @@ class RunLease:
         away between claim and load is not replayed)."""
         if not self.claim.has_history:
             return []
-        async with self.fenced() as fence:
+        # Reading is not progress: a run whose step keeps killing its worker must go on
+        # counting lost leases across these loads (or it would loop forever).
+        async with self.fenced(progress=False) as fence:
             cur = await fence.conn.execute(
                 f"SELECT {STEP_COLUMNS} FROM workflows.steps"
                 " WHERE tenant_id = %s AND run_id = %s ORDER BY seq",
@@ -165,11 +172,11 @@ class RunLease:
             return [step_from_row(row) for row in await cur.fetchall()]
 
     @asynccontextmanager
-    async def fenced(self) -> AsyncIterator[Fence]:
+    async def fenced(self, *, progress: bool = True) -> AsyncIterator[Fence]:
         """A tenant transaction that commits only while this worker holds the run."""
         async with tenant_transaction(self.pool, self.tenant_id) as conn:
             cur = await conn.execute(
-                _FENCE, (self.tenant_id, self.run_id, self.claim.lease_version)
+                _FENCE, (progress, self.tenant_id, self.run_id, self.claim.lease_version)
             )
             row = await cur.fetchone()
             if row is None:
@@ -209,7 +216,7 @@ class RunLease:
         if self._batcher is not None and batchable(step):
             await self._batcher.write(self, step)
             return
-        async with self.fenced() as fence:
+        async with self.fenced(progress=step.progress) as fence:
             await self.write_step(fence.conn, step)
 
     async def suspend(self, conn: Connection, waiting_on: str, wake_at: datetime | None) -> None:

@@ -170,6 +170,7 @@ class Worker:
                 self.registry,
                 business_key=claim.business_key,
                 max_lease_losses=self.options.max_lease_losses,
+                running_mark_seconds=self.options.running_mark_seconds,
             )
             await self._advance(lease, ctx, definition.fn)
         except Suspended:
