@@ -5,6 +5,7 @@ every worker that runs it ends the run instead of looping."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -126,3 +127,39 @@ async def test_a_step_that_kills_every_worker_fails_after_max_lease_losses(
     assert (step.state, step.attempts) == (StepState.FAILED, 3)
     assert "lost too many times in a row" in step.error_message
     assert vendor.paths == ["/before", "/slow/1", "/slow/2", "/slow/3", "/undo/before"]
+
+
+async def test_a_last_attempt_lost_at_once_is_not_tried_again(
+    runtime: Runtime, vendor: FakeVendor
+) -> None:
+    """`max_attempts=1` is at most once: the last attempt is marked before it starts, so a
+    worker killed a moment into it (long before a slow attempt's mark) is not followed by a
+    second call of the vendor."""
+    options = replace(SHORT, running_mark_seconds=60.0)
+    tenant = uuid.uuid4()
+    run, _ = await runtime.runs.start(
+        tenant,
+        "test.slow_step",
+        "slow-4",
+        {"vendor_url": vendor.url, "hold_seconds": 30, "max_attempts": 1},
+    )
+    doomed = await runtime.start_worker(options, name="doomed")
+    await wait_until(lambda: "/slow/1" in vendor.paths)
+    await crash(doomed)
+    runtime.workers.remove(doomed)
+    await runtime.start_worker(options, name="survivor")
+    done = await runtime.wait_for(tenant, run.run_id)
+    assert done.state == RunState.FAILED, done
+    assert done.error_type == WORKER_LOST
+    step = slow_step(done)
+    assert step is not None
+    assert (step.state, step.attempts) == (StepState.FAILED, 1)
+    assert step.error_message == "attempt 1 of 1 was lost with its worker"
+    assert vendor.paths == ["/before", "/slow/1", "/undo/before"]
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)

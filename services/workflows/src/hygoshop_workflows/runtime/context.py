@@ -393,7 +393,9 @@ class WorkflowContext:
                 self.tenant_id, self.run_id, name, seq, attempts, self._idempotency_key(seq, name)
             )
             try:
-                result = await self._attempt(fn, call, kind, last_error, started)
+                result = await self._attempt(
+                    fn, call, kind, last_error, started, last=attempts >= retry.max_attempts
+                )
             except Exception as error:
                 kind_of_error, message = error_type(error), str(error) or repr(error)
                 if isinstance(error, TypeError) and "JSON serializable" in message:
@@ -457,9 +459,11 @@ class WorkflowContext:
         kind: StepKind,
         last_error: tuple[str, str],
         started: datetime | None,
+        *,
+        last: bool,
     ) -> Any:
-        """One call of `fn` (marked RUNNING in the history if it runs long); its result,
-        which must be JSON."""
+        """One call of `fn` (marked RUNNING in the history if it runs long, or before it
+        starts if it is the `last` attempt allowed); its result, which must be JSON."""
         mark = StepWrite(
             call.seq,
             call.step,
@@ -471,7 +475,8 @@ class WorkflowContext:
             start_time=started,
             progress=False,
         )
-        async with InFlightMark(self._lease, mark, self._running_mark_seconds):
+        after = 0.0 if last else self._running_mark_seconds
+        async with InFlightMark(self._lease, mark, after):
             result = await fn(call)
         json.dumps(result)
         return result

@@ -12,6 +12,11 @@ recorded as RUNNING with its attempt number, so that:
 An attempt that dies sooner than `after` leaves no trace and is tried again under the
 same attempt number; the run's count of leases lost in a row (`max_lease_losses`) still
 bounds that. The mark is not progress: it does not reset that count.
+
+The last attempt a step's policy allows is marked before it starts (`after` = 0), so a
+step with `max_attempts=1` (a charge, a sent email) is at most once even when its worker
+dies a millisecond into it: the next worker finds the mark and fails the step instead of
+calling the vendor again. That costs one more write, only on last attempts.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class InFlightMark:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> InFlightMark:
+        if self._after <= 0:
+            # Committed before the attempt starts; a lost lease stops the attempt here.
+            await self._lease.checkpoint(self._write)
+            return self
         self._handle = asyncio.get_running_loop().call_later(self._after, self._start)
         return self
 
