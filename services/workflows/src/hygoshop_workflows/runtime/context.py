@@ -159,17 +159,7 @@ class WorkflowContext:
         async with self._lease.fenced() as fence:
             payload = await take_signal(fence.conn, self._lease, name, seq)
             if payload is not None:
-                await self._lease.write_step(
-                    fence.conn,
-                    StepWrite(
-                        seq,
-                        name,
-                        StepKind.SIGNAL,
-                        StepState.SUCCEEDED,
-                        attempts=1,
-                        result={"payload": payload},
-                    ),
-                )
+                await self._lease.write_step(fence.conn, _signal_taken(seq, name, payload))
             else:
                 if recorded is None:
                     wake = await self._lease.write_step(
@@ -180,17 +170,7 @@ class WorkflowContext:
                     wake = recorded.wake_time
                 if wake is not None and fence.now >= wake:
                     timed_out = True
-                    await self._lease.write_step(
-                        fence.conn,
-                        StepWrite(
-                            seq,
-                            name,
-                            StepKind.SIGNAL,
-                            StepState.SUCCEEDED,
-                            attempts=1,
-                            result={"timed_out": True},
-                        ),
-                    )
+                    await self._lease.write_step(fence.conn, _signal_taken(seq, name, None))
                 else:
                     await self._pause(fence.conn, f"signal:{name}", wake)
         if payload is not None:
@@ -498,3 +478,9 @@ class WorkflowContext:
 
     def _idempotency_key(self, seq: int, name: str) -> str:
         return uuid.uuid5(_KEYS, f"{self.tenant_id}/{self.run_id}/{seq}/{name}").hex
+
+
+def _signal_taken(seq: int, name: str, payload: dict[str, Any] | None) -> StepWrite:
+    """A signal wait's end: the signal's payload, or None when its timeout came first."""
+    result = {"timed_out": True} if payload is None else {"payload": payload}
+    return StepWrite(seq, name, StepKind.SIGNAL, StepState.SUCCEEDED, attempts=1, result=result)
