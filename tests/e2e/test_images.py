@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -115,7 +116,11 @@ def test_an_uploaded_image_is_attached_and_served(
         str(len(PNG)),
     )
     assert ticket["headers"]["Content-Type"] == "image/png"
-    assert ticket["expireTime"]
+    # The URL lives minutes; an upload nothing takes is deleted a day after it was signed.
+    url_expiry = datetime.fromisoformat(ticket["expireTime"])
+    deleted = datetime.fromisoformat(ticket["deleteTime"])
+    assert url_expiry < deleted
+    assert timedelta(hours=23) < deleted - datetime.now(UTC) <= timedelta(days=1)
 
     attached = attach(http, tenant_a, listing_id, ticket["key"], alt="Front view")
     assert attached.status_code == 200, attached.text

@@ -181,7 +181,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         tenant_id = require_tenant(WRITE)
         purpose = PURPOSE_FROM_PROTO.get(request.purpose)
         content_type = request.content_type.strip()
-        key, presigned = self._media.create_upload(
+        key, presigned, delete_time = await self._media.create_upload(
             tenant_id, purpose, content_type, request.size_bytes, request.file_name
         )
         upload = catalog_pb2.Upload(
@@ -194,6 +194,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             headers=dict(presigned.headers),
         )
         upload.expire_time.FromDatetime(presigned.expire_time)
+        upload.delete_time.FromDatetime(delete_time)
         return upload
 
     async def ImportListings(

@@ -11,6 +11,7 @@ from hygoshop_catalog.config import SCHEMA, CatalogSettings
 from hygoshop_catalog.imports import ListingImports
 from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore
+from hygoshop_catalog.upload_expiry import UploadSweeper
 from hygoshop_platform.blobs import BlobStore
 from hygoshop_platform.bus import ConsumerOptions, InboxPruner, OutboxRelay, connect_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
@@ -33,7 +34,7 @@ async def build(settings: CatalogSettings) -> ServiceServer:
         [
             (
                 catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
-                CatalogApi(store, Media(store, blobs), imports),
+                CatalogApi(store, Media(pool, store, blobs, settings.upload_retention), imports),
                 CATALOG_SERVICE,
             )
         ],
@@ -42,6 +43,9 @@ async def build(settings: CatalogSettings) -> ServiceServer:
     server.on_stop.append(pool.close)
     if blobs is not None:
         server.on_stop.append(_closer(blobs))
+        sweeper = UploadSweeper(pool, blobs, settings.upload_sweep_seconds)
+        await sweeper.start()
+        server.on_stop.append(sweeper.stop)
     if settings.bus is not None:
         bus = await connect_bus(settings.bus)
         server.on_stop.append(bus.close)

@@ -35,6 +35,7 @@ from hygoshop_catalog.domain.import_rows import (
 )
 from hygoshop_catalog.domain.uploads import POLICIES, UploadPurpose, media_type
 from hygoshop_catalog.domain.validation import validate_content
+from hygoshop_catalog.upload_expiry import hold_upload
 from hygoshop_platform.blobs import BlobKey, BlobNotFound, BlobStore, BlobTooLarge
 from hygoshop_platform.bus import Delivery, PermanentFailure, add_to_outbox
 from hygoshop_platform.db import Connection, Pool, tenant_transaction
@@ -104,6 +105,33 @@ def _too_many(count: int) -> _ImportFailed | None:
     return _ImportFailed(f"the file has {count} rows; the limit is {MAX_ROWS}")
 
 
+def _request_violations(
+    request: catalog_pb2.ImportListingsRequest, source: str | None
+) -> list[FieldViolation]:
+    """Every reason the import request is refused before anything is read or stored."""
+    violations = []
+    if not request.request_id.strip():
+        violations.append(FieldViolation("request_id", "is required (the idempotency key)"))
+    elif len(request.request_id) > MAX_REQUEST_ID:
+        violations.append(
+            FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters")
+        )
+    if request.error_policy not in _POLICIES:
+        violations.append(FieldViolation("error_policy", "unknown policy"))
+    if source is None:
+        violations.append(FieldViolation("source", "give `inline` listings or an `upload_key`"))
+    elif source == "inline" and not request.inline.listings:
+        violations.append(FieldViolation("inline.listings", "at least one listing is required"))
+    elif source == "inline" and len(request.inline.listings) > MAX_INLINE_ROWS:
+        violations.append(
+            FieldViolation(
+                "inline.listings",
+                f"at most {MAX_INLINE_ROWS} listings inline; upload a file for more (up to {MAX_ROWS})",
+            )
+        )
+    return violations
+
+
 class ListingImports:
     def __init__(self, pool: Pool, blobs: BlobStore | None, *, enabled: bool = True) -> None:
         self._pool = pool
@@ -117,42 +145,25 @@ class ListingImports:
     ) -> ImportRecord:
         if not self._enabled:
             raise FailedPrecondition("imports need the message bus", reason="BUS_NOT_CONFIGURED")
-        violations = []
-        if not request.request_id.strip():
-            violations.append(FieldViolation("request_id", "is required (the idempotency key)"))
-        elif len(request.request_id) > MAX_REQUEST_ID:
-            violations.append(
-                FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters")
-            )
-        if request.error_policy not in _POLICIES:
-            violations.append(FieldViolation("error_policy", "unknown policy"))
         source = request.WhichOneof("source")
-        if source is None:
-            violations.append(FieldViolation("source", "give `inline` listings or an `upload_key`"))
-        elif source == "inline" and not request.inline.listings:
-            violations.append(FieldViolation("inline.listings", "at least one listing is required"))
-        elif source == "inline" and len(request.inline.listings) > MAX_INLINE_ROWS:
-            violations.append(
-                FieldViolation(
-                    "inline.listings",
-                    f"at most {MAX_INLINE_ROWS} listings inline; upload a file for more (up to {MAX_ROWS})",
-                )
-            )
+        violations = _request_violations(request, source)
         if violations:
             raise InvalidArgument(violations)
         existing = await self._by_request_id(tenant_id, request.request_id)
         if existing is not None:
             return existing
+        upload, inline, fmt = None, None, "inline"
         if source == "inline":
-            fmt, upload_key, inline = "inline", None, request.inline.SerializeToString()
+            inline = request.inline.SerializeToString()
         else:
-            fmt, upload_key, inline = (
-                await self._check_upload(tenant_id, request.upload_key),
-                request.upload_key,
-                None,
-            )
+            upload = self._upload_key(tenant_id, request.upload_key)
         import_id = uuid.uuid4()
         async with tenant_transaction(self._pool, tenant_id) as conn:
+            if upload is not None:
+                # Held, then checked: a sweep of expired uploads cannot delete the file
+                # between the check and the import that keeps it (see upload_expiry).
+                await hold_upload(conn, upload)
+                fmt = await self._check_upload(upload)
             cur = await conn.execute(
                 "INSERT INTO catalog.listing_imports (tenant_id, import_id, request_id, state,"
                 " error_policy, format, upload_key, inline_rows) VALUES (%s, %s, %s, 'pending',"
@@ -163,7 +174,7 @@ class ListingImports:
                     request.request_id,
                     _POLICIES[request.error_policy],
                     fmt,
-                    upload_key,
+                    upload.path if upload is not None else None,
                     inline,
                 ),
             )
@@ -173,12 +184,16 @@ class ListingImports:
         assert found is not None
         return found
 
-    async def _check_upload(self, tenant_id: uuid.UUID, raw_key: str) -> str:
+    def _upload_key(self, tenant_id: uuid.UUID, raw_key: str) -> BlobKey:
         if self._blobs is None:
             raise FailedPrecondition(
                 "object storage is not configured", reason="STORAGE_NOT_CONFIGURED"
             )
-        key = BlobKey.parse(tenant_id, raw_key, "upload_key")
+        return BlobKey.parse(tenant_id, raw_key, "upload_key")
+
+    async def _check_upload(self, key: BlobKey) -> str:
+        """The import format of the upload `key`, once it is found fit to import."""
+        assert self._blobs is not None  # _upload_key refused a deployment without storage
         # Existence first: another tenant's key (read relative to the caller) is simply missing.
         info = await self._blobs.head(key)
         if info is None:

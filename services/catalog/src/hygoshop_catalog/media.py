@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from hygoshop_catalog.domain.images import (
@@ -26,6 +27,10 @@ from hygoshop_catalog.domain.listing import ImageRef, Listing, ListingContent
 from hygoshop_catalog.domain.uploads import UploadPurpose, media_type, validate_upload
 from hygoshop_catalog.domain.validation import MAX_IMAGES
 from hygoshop_catalog.store import CatalogStore
+from hygoshop_catalog.upload_expiry import (
+    DEFAULT_UPLOAD_RETENTION,
+    record_upload,
+)
 from hygoshop_platform.blobs import (
     IMAGE_EXTENSIONS,
     SNIFF_BYTES,
@@ -34,6 +39,7 @@ from hygoshop_platform.blobs import (
     PresignedRequest,
     sniff_image_type,
 )
+from hygoshop_platform.db import Pool, tenant_transaction
 from hygoshop_platform.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -50,9 +56,18 @@ ImageUrl = Callable[[ImageRef], str]
 class Media:
     """Presigned uploads and image attachment for one catalog process."""
 
-    def __init__(self, store: CatalogStore, blobs: BlobStore | None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        store: CatalogStore,
+        blobs: BlobStore | None,
+        upload_retention: timedelta = DEFAULT_UPLOAD_RETENTION,
+    ) -> None:
+        self._pool = pool
         self._store = store
         self._blobs = blobs
+        self.upload_retention = upload_retention
+        """How long an upload nothing takes is kept (see upload_expiry)."""
 
     def _storage(self) -> BlobStore:
         if self._blobs is None:
@@ -62,20 +77,25 @@ class Media:
             )
         return self._blobs
 
-    def create_upload(
+    async def create_upload(
         self,
         tenant_id: uuid.UUID,
         purpose: UploadPurpose | None,
         content_type: str,
         size_bytes: int,
         file_name: str,
-    ) -> tuple[BlobKey, PresignedRequest]:
-        """A fresh key and a PUT URL for it, once the declared file is within the limits."""
+    ) -> tuple[BlobKey, PresignedRequest, datetime]:
+        """A fresh key, a PUT URL for it and when the file is deleted unless taken, once
+        the declared file is within the limits. The upload is recorded before the URL is
+        handed out, so that no file can arrive that nothing would expire."""
         require(validate_upload(purpose, content_type, size_bytes, file_name))
         assert purpose is not None  # validate_upload refused a missing purpose
         storage = self._storage()
         key = BlobKey.new_upload(tenant_id, purpose.value, file_name)
-        return key, storage.presign_put(key, content_type=content_type, size_bytes=size_bytes)
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            delete_time = await record_upload(conn, key, purpose, self.upload_retention)
+        presigned = storage.presign_put(key, content_type=content_type, size_bytes=size_bytes)
+        return key, presigned, delete_time
 
     def image_url(self, tenant_id: uuid.UUID) -> ImageUrl | None:
         """Presigned GET URLs for the tenant's images (None without object storage)."""
@@ -132,6 +152,8 @@ class Media:
         except BaseException:
             await _shielded(storage.delete(target), f"remove rejected image {target.path}")
             raise
+        # Its record stays: the upload URL works until it expires, and a file sent to it
+        # again is deleted with the upload when the upload's retention ends.
         await _shielded(storage.delete(source), f"remove attached upload {source.path}")
         return updated
 

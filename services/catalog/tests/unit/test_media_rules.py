@@ -130,7 +130,7 @@ def test_image_urls_are_signed_only_for_keys_inside_the_tenant() -> None:
     )
     blobs = BlobStore(settings)  # presigning is local: nothing is contacted
     try:
-        url = Media(store=None, blobs=blobs).image_url(tenant)  # type: ignore[arg-type]
+        url = Media(pool=None, store=None, blobs=blobs).image_url(tenant)  # type: ignore[arg-type]
         assert url is not None
         signed = url(ImageRef("listings/l/images/a.png"))
         assert signed.startswith(f"https://files.example.test/images/tenants/{tenant}/listings/")
@@ -138,4 +138,4 @@ def test_image_urls_are_signed_only_for_keys_inside_the_tenant() -> None:
         assert url(ImageRef("/etc/passwd")) == ""
     finally:
         blobs.close()
-    assert Media(store=None, blobs=None).image_url(tenant) is None  # type: ignore[arg-type]
+    assert Media(pool=None, store=None, blobs=None).image_url(tenant) is None  # type: ignore[arg-type]

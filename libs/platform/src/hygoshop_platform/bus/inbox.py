@@ -15,20 +15,14 @@ older than a retention that must exceed how long a message can be redelivered.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-
-import psycopg
 
 from hygoshop_platform.bus.base import Handler
 from hygoshop_platform.bus.message import Delivery
 from hygoshop_platform.bus.outbox import checked_schema
 from hygoshop_platform.db import Connection, Pool, tenant_transaction
-
-log = logging.getLogger(__name__)
+from hygoshop_platform.periodic import Periodic
 
 InboxHandler = Callable[[Connection, Delivery], Awaitable[None]]
 """Does a consumer's effect on `conn`, the tenant transaction that records the message."""
@@ -118,7 +112,7 @@ async def prune_inbox(pool: Pool, schema: str, older_than: timedelta) -> int:
     return int(row[0]) if row is not None else 0
 
 
-class InboxPruner:
+class InboxPruner(Periodic):
     """Prunes `<schema>.inbox` every `every` seconds, keeping `keep` of history.
 
     `keep` must exceed how long a message can come back: broker redeliveries come within
@@ -134,26 +128,11 @@ class InboxPruner:
         keep: timedelta = timedelta(days=7),
         every: float = 3600.0,
     ) -> None:
-        self.pool = pool
         self.schema = checked_schema(schema)
         self.keep = keep
-        self.every = every
         self.pruned = 0
-        self._task: asyncio.Task[None] | None = None
+        self._pool = pool
+        super().__init__(f"inbox-pruner-{self.schema}", self._prune, every)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"inbox-pruner-{self.schema}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                self.pruned += await prune_inbox(self.pool, self.schema, self.keep)
-            except psycopg.Error:
-                log.warning("pruning %s.inbox failed; trying again later", self.schema)
-            await asyncio.sleep(self.every)
+    async def _prune(self) -> None:
+        self.pruned += await prune_inbox(self._pool, self.schema, self.keep)

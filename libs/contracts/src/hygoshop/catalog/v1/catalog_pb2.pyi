@@ -424,6 +424,7 @@ class Upload(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """The object's key within the tenant's storage; name the file by it afterwards
     (AttachListingImage, imports).
@@ -447,6 +448,12 @@ class Upload(_message.Message):
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the URL stops working."""
 
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp:
+        """When the uploaded file is deleted unless something has taken it: attaching it as an
+        image moves it at once, and an import that reads it keeps it until the import ends.
+        """
+
     def __init__(
         self,
         *,
@@ -458,10 +465,11 @@ class Upload(_message.Message):
         method: _builtins.str = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "expire_time", b"expire_time", "headers", b"headers", "key", b"key", "method", b"method", "purpose", b"purpose", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "delete_time", b"delete_time", "expire_time", b"expire_time", "headers", b"headers", "key", b"key", "method", b"method", "purpose", b"purpose", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

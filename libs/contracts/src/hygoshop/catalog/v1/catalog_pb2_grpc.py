@@ -139,7 +139,8 @@ class CatalogServiceServicer:
     def CreateUpload(self, request, context):
         """Starts an upload: checks the declared file against the purpose's limits (refused
         with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
-        client sends the bytes to, straight to object storage.
+        client sends the bytes to, straight to object storage. An upload nothing takes is
+        deleted at its `delete_time` (CATALOG_UPLOAD_RETENTION_SECONDS after it was signed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -57,7 +57,8 @@ class CatalogServiceStub:
     CreateUpload: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateUploadRequest, _catalog_pb2.Upload]
     """Starts an upload: checks the declared file against the purpose's limits (refused
     with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
-    client sends the bytes to, straight to object storage.
+    client sends the bytes to, straight to object storage. An upload nothing takes is
+    deleted at its `delete_time` (CATALOG_UPLOAD_RETENTION_SECONDS after it was signed).
     """
     ImportListings: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ImportListingsRequest, _catalog_pb2.ListingImport]
     """Starts a batch import of listings (a long-running operation): inline listings or an
@@ -95,7 +96,8 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     CreateUpload: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateUploadRequest, _catalog_pb2.Upload]  # type: ignore[assignment]
     """Starts an upload: checks the declared file against the purpose's limits (refused
     with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
-    client sends the bytes to, straight to object storage.
+    client sends the bytes to, straight to object storage. An upload nothing takes is
+    deleted at its `delete_time` (CATALOG_UPLOAD_RETENTION_SECONDS after it was signed).
     """
     ImportListings: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ImportListingsRequest, _catalog_pb2.ListingImport]  # type: ignore[assignment]
     """Starts a batch import of listings (a long-running operation): inline listings or an
@@ -172,7 +174,8 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_catalog_pb2.Upload, _abc.Awaitable[_catalog_pb2.Upload]]:
         """Starts an upload: checks the declared file against the purpose's limits (refused
         with INVALID_ARGUMENT before anything is signed) and returns a presigned URL the
-        client sends the bytes to, straight to object storage.
+        client sends the bytes to, straight to object storage. An upload nothing takes is
+        deleted at its `delete_time` (CATALOG_UPLOAD_RETENTION_SECONDS after it was signed).
         """
 
     @_abc_1.abstractmethod
