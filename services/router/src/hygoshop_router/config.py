@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hygoshop_platform.bus import BusSettings
 from hygoshop_platform.migrations import SchemaSpec
 from hygoshop_platform.settings import (
     ServiceSettings,
@@ -41,6 +42,10 @@ class RouterSettings:
     (CATALOG_REFRESH_SECONDS)."""
     seed_file: Path = SEED_FILE
     """The provider catalog file applied at start (ROUTER_SEED_FILE)."""
+    bus: BusSettings | None = None
+    """The message bus (BUS_URL): publishes the outbox (`router.alert.raised`). Without it
+    alerts are still recorded and listed (ListRoutingAlerts); their events wait in the
+    outbox until a bus is configured."""
     decision_memo: bool = True
     """Reuse a decision while recomputing it would give the same one (ROUTER_DECISION_MEMO;
     0 recomputes every Route: for measuring the ranking cost, never needed otherwise)."""
@@ -90,5 +95,6 @@ class RouterSettings:
             tier_cache_seconds=env_float("TIER_CACHE_SECONDS", 30.0, e),
             catalog_refresh_seconds=env_float("CATALOG_REFRESH_SECONDS", 5.0, e),
             seed_file=Path(seed) if seed else SEED_FILE,
+            bus=BusSettings.from_env(e) if env_optional("BUS_URL", e) else None,
             decision_memo=env_str("ROUTER_DECISION_MEMO", "1", e) not in ("0", "false", "no"),
         )

@@ -214,7 +214,7 @@ class RouterEngine:
             tenant_id, month_of(moment), spend, list(failures.values()), moment
         )
         for alert in alerts:
-            # The alert event: durable in router.alerts (ListRoutingAlerts) and logged.
+            # Recorded (ListRoutingAlerts) and published (router.alert.raised); logged too.
             log.warning(
                 "routing alert %s: tenant %s, provider %s: %s",
                 alert.kind,

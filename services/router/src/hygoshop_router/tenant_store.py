@@ -14,8 +14,10 @@ from typing import Any
 
 from psycopg import errors as pg_errors
 
+from hygoshop_platform.bus import add_to_outbox
 from hygoshop_platform.db import Connection, Pool, tenant_transaction
 from hygoshop_platform.errors import AlreadyExists
+from hygoshop_router import events
 from hygoshop_router.domain.model import Budget, Override, OverrideAction, TenantRouting
 
 _OVERRIDE = "override_id, category, provider_id, action, reason, expire_time, create_time"
@@ -272,7 +274,8 @@ class TenantStore:
         now: datetime,
     ) -> list[Alert]:
         """Add a batch's spend per category and its auth failures. Returns the alerts raised:
-        one per provider whose credentials were not already cooling down."""
+        one per provider whose credentials were not already cooling down, each also
+        published (`router.alert.raised`) through the outbox in the same transaction."""
         if not spend and not auth_failures:
             return []
         alerts: list[Alert] = []
@@ -318,7 +321,9 @@ class TenantStore:
                 )
                 row = await cur.fetchone()
                 assert row is not None
-                alerts.append(Alert(*row))
+                alert = Alert(*row)
+                await add_to_outbox(conn, "router", events.alert_raised(tenant_id, alert))
+                alerts.append(alert)
         return alerts
 
     async def list_alerts(

@@ -12,6 +12,7 @@ import pytest
 
 from hygoshop.router.v1 import router_pb2_grpc
 from hygoshop.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
+from hygoshop_platform.bus.schema import BUS_SCHEMA
 from hygoshop_platform.migrations import upgrade
 from hygoshop_platform.server import ServiceServer
 from hygoshop_platform.tenancy import PLATFORM_ADMIN_SCOPE, SCOPES_HEADER, TENANT_HEADER
@@ -87,7 +88,7 @@ def router_db(make_database: MakeDatabase) -> PlatformDatabase:
     """A database of its own: these tests edit the catalog and apply seeds, which must not
     leak into the shared platform database the end-to-end stack runs on."""
     url = make_database("router")
-    for spec in (TENANCY_SCHEMA, ROUTER_SCHEMA):
+    for spec in (TENANCY_SCHEMA, ROUTER_SCHEMA, BUS_SCHEMA):
         upgrade(url, spec, app_password=APP_PASSWORD)
     return PlatformDatabase(url)
 
