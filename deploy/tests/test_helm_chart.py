@@ -395,3 +395,31 @@ def test_a_worker_named_like_a_component_is_refused() -> None:
         "components.workflows-worker.uses={postgresql}",
     )
     assert 'workers.worker has the name of the component "workflows-worker"' in said
+
+
+def test_the_bus_is_rabbitmq_when_configured_else_postgresql(
+    values_file: Path, rendered: list[Manifest]
+) -> None:
+    """Every component that needs the bus gets a BUS_URL, its migration Job too (which
+    then migrates the `bus` schema): RabbitMQ's when one is configured, else PostgreSQL's
+    with the bus's own application role."""
+    values = yaml.safe_load(values_file.read_text())
+    rabbitmq = values.get("rabbitmq") or {}
+    with_rabbitmq = bool(rabbitmq.get("host") or (rabbitmq.get("inCluster") or {}).get("enabled"))
+    for name, component in chart_components().items():
+        uses = (values.get("components", {}).get(name) or {}).get("uses", component["uses"])
+        containers = pod_spec(find(rendered, "Deployment", f"hygoshop-{name}"))["containers"]
+        if component["migrate"]:
+            containers += pod_spec(find(rendered, "Job", f"hygoshop-{name}-migrate"))["containers"]
+        for container in containers:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            if "rabbitmq" not in uses:
+                assert "BUS_URL" not in env, name
+            elif with_rabbitmq:
+                assert env["BUS_URL"].startswith(("amqp://", "amqps://")), name
+            else:
+                assert env["BUS_URL"].startswith(
+                    "postgresql://hygoshop_bus_app:$(DATABASE_APP_PASSWORD)@"
+                ), name
+                names = list(env)
+                assert names.index("DATABASE_APP_PASSWORD") < names.index("BUS_URL")

@@ -140,6 +140,14 @@ or manifests. Args: (dict "root" $ "c" $component "migrations" bool).
     secretKeyRef: {name: {{ $secret }}, key: {{ $v.secrets.keys.rabbitmqPassword }}}
 - name: BUS_URL
   value: {{ printf "%s://%s:$(RABBITMQ_PASSWORD)@%s:%d/%s" (ternary "amqps" "amqp" $mq.tls) $mq.user (include "hygoshop.dependencyHost" (dict "root" $root "dep" "rabbitmq")) (int $mq.port) (urlquery $mq.vhost) | quote }}
+{{- else if and (has "rabbitmq" $c.uses) (has "postgresql" $c.uses) }}
+{{- /* No RabbitMQ configured: the bus runs over PostgreSQL (schema `bus`, role
+hygoshop_bus_app with the application password; migrated by the migration Jobs). */}}
+{{- $pg := $v.postgresql }}
+{{- $hostPort := printf "%s:%d" (include "hygoshop.dependencyHost" (dict "root" $root "dep" "postgresql")) (int $pg.port) }}
+{{- $query := printf "sslmode=%s" (ternary "disable" $pg.sslMode $pg.inCluster.enabled) }}
+- name: BUS_URL
+  value: {{ printf "postgresql://hygoshop_bus_app:$(DATABASE_APP_PASSWORD)@%s/%s?%s" $hostPort $pg.database $query | quote }}
 {{- end }}
 {{- if and (has "redis" $c.uses) (include "hygoshop.dependencyEnabled" (dict "root" $root "dep" "redis")) }}
 {{- $redis := $v.redis }}

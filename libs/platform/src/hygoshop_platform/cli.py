@@ -9,6 +9,7 @@ from typing import Protocol, TypeVar
 
 import uvloop
 
+from hygoshop_platform.bus.schema import BUS_SCHEMA
 from hygoshop_platform.migrations import SchemaSpec, upgrade
 from hygoshop_platform.server import ServiceServer, serve
 from hygoshop_platform.settings import ServiceSettings, SettingsError, env_optional
@@ -45,10 +46,14 @@ def run_service(
             return
         if not base.migrations_database_url:
             parser.exit(2, "configuration error: MIGRATIONS_DATABASE_URL is required\n")
-        upgrade(
-            base.migrations_database_url, schema, app_password=env_optional("DATABASE_APP_PASSWORD")
-        )
+        password = env_optional("DATABASE_APP_PASSWORD")
+        upgrade(base.migrations_database_url, schema, app_password=password)
         log.info("schema %s is up to date", schema.schema)
+        if (env_optional("BUS_URL") or "").startswith("postgresql://"):
+            # The bus runs over PostgreSQL: its schema is every service's to keep current
+            # (migrations take a lock per schema, so concurrent Jobs wait for each other).
+            upgrade(base.migrations_database_url, BUS_SCHEMA, app_password=password)
+            log.info("schema %s is up to date", BUS_SCHEMA.schema)
         return
     configure_tracing(base.service_name, base.otlp_endpoint)
 
