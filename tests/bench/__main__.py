@@ -7,7 +7,14 @@ import logging
 import sys
 from collections.abc import Callable
 
-from tests.bench import bus, gateway_read, ingest, router_route, workflow_steps
+from tests.bench import (
+    bus,
+    gateway_read,
+    ingest,
+    router_route,
+    workflow_claims,
+    workflow_steps,
+)
 from tests.bench.common import Result
 
 BENCHMARKS: dict[str, Callable[[], Result]] = {
@@ -16,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[], Result]] = {
     "bus": bus.run,
     "ingest": ingest.run,
     "workflow_steps": workflow_steps.run,
+    "workflow_claims": workflow_claims.run,
 }
 
 

@@ -141,3 +141,47 @@ async def test_a_worker_whose_lease_was_claimed_away_writes_nothing(runtime: Run
     final = await runs.get(tenant, run.run_id)
     assert [(s.seq, s.name, s.result) for s in final.steps] == [(0, "effect", "y")]
     assert final.lease_losses == 0
+
+
+async def test_a_claim_locks_only_a_window_of_tenants(runtime: Runtime) -> None:
+    """With many tenants waiting, a claim in progress holds at most `limit` tenants'
+    runs: a second worker claiming meanwhile still gets runs, not an empty answer."""
+    kind = unique("window")
+    registry = registry_of((kind, 1))
+    runs = RunStore(runtime.pool, registry)
+    started = {(await runs.start(uuid.uuid4(), kind, f"t{i}", {}))[0].run_id for i in range(40)}
+    types = registry.type_versions()
+    async with runtime.pool.connection() as holding, holding.transaction():
+        cur = await holding.execute(
+            "SELECT run_id, tenant_id FROM workflows.claim_runs('w1', 30, 4, %s)", (types,)
+        )
+        first = await cur.fetchall()  # its locks are held until this transaction ends
+        second = await worker(runtime, registry).claim(4)
+    assert len(first) == len(second) == 4
+    assert len({row.tenant_id for row in first}) == 4  # one run of each tenant in the window
+    assert {row.run_id for row in first}.isdisjoint({c.run_id for c in second})
+    assert {row.run_id for row in first} | {c.run_id for c in second} <= started
+
+
+async def test_repeated_claims_reach_every_tenant(runtime: Runtime) -> None:
+    """Windows start at random tenants: claim after claim, each serves distinct tenants
+    while enough wait, and no tenant's runs are left behind."""
+    kind = unique("rotation")
+    registry = registry_of((kind, 1))
+    runs = RunStore(runtime.pool, registry)
+    tenants = [uuid.uuid4() for _ in range(12)]
+    for tenant in tenants:
+        for i in range(3):
+            await runs.start(tenant, kind, f"{tenant}-{i}", {})
+    claimer = worker(runtime, registry)
+    left = dict.fromkeys(tenants, 3)
+    for _ in range(100):
+        waiting = sum(1 for n in left.values() if n)
+        claims = await claimer.claim(4)
+        if not claims:
+            break
+        # As many tenants as runs claimed, while that many tenants wait.
+        assert len({c.tenant_id for c in claims}) == min(len(claims), waiting)
+        for claim in claims:
+            left[claim.tenant_id] -= 1
+    assert set(left.values()) == {0}
