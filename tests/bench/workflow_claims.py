@@ -9,7 +9,7 @@ rolled back, so every claim sees the same waiting runs:
 
 claims/s = CLAIMS / elapsed, best of ROUNDS interleaved rounds. ratio = many-tenant
 claims/s / one-tenant claims/s: 1.0 means a claim costs the same however many tenants
-wait (a claim visits a window of tenants, `0003_bounded_claims`). Measured here before
+wait (a claim visits a window of tenants, workflows migration `0003_bounded_scans`). Measured here before
 that window, when a claim listed every waiting tenant: 342 claims/s with one tenant,
 29 with 5,000 (ratio 0.09); with it: 1,188 and 871 (ratio 0.73).
 """

@@ -42,6 +42,7 @@ def upgrade() -> None:
     op.execute(
         f"CREATE POLICY upload_expiry ON catalog.listing_imports FOR SELECT TO {OWNER} USING (true)"
     )
+    # `now()`, not clock_timestamp(): a stable bound the expiry index can scan to.
     # Rows are locked until the caller's transaction ends: the sweeper deletes the objects
     # and then forgets the rows in one transaction, and an import that takes an upload
     # meanwhile (FOR SHARE on its row) is skipped, not swept from under it.
@@ -52,7 +53,7 @@ def upgrade() -> None:
         LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
         AS $$
             SELECT u.tenant_id, u.upload_key FROM catalog.uploads u
-             WHERE u.expire_time < clock_timestamp()
+             WHERE u.expire_time < now()
                AND NOT EXISTS (
                    SELECT 1 FROM catalog.listing_imports i
                     WHERE i.tenant_id = u.tenant_id
@@ -77,7 +78,7 @@ def upgrade() -> None:
                 DELETE FROM catalog.uploads u
                  USING unnest(p_tenants, p_keys) AS f(tenant_id, upload_key)
                  WHERE u.tenant_id = f.tenant_id AND u.upload_key = f.upload_key
-                   AND u.expire_time < clock_timestamp()
+                   AND u.expire_time < now()
                 RETURNING 1
             )
             SELECT count(*) FROM gone

@@ -1,17 +1,25 @@
-"""A claim visits tenants from a random point of the tenant space, and stops after
-`p_limit` of them gave it runs.
+"""Scans bounded by what they look for: claims and the escalation scan.
 
-Before this, `claim_runs` listed every tenant with a runnable run and locked up to
-`p_limit` runs of each: with 5,000 such tenants one claim took 22 ms instead of 1 ms and
-held thousands of row locks, which other workers' claims (SKIP LOCKED) had to pass over,
-often coming back empty. Now it walks the tenants that have runs this worker can run
-(type@version) due now, one index probe each, from a random tenant id up and then
-(wrapping) from the lowest up to it; it locks (SKIP LOCKED) up to `p_limit` of each
-one's oldest runs and stops once `p_limit` tenants gave it some. So at most `p_limit` x
+`claim_runs` listed every tenant with a runnable run and locked up to `p_limit` runs of
+each: with 5,000 such tenants one claim took 22 ms instead of 1 ms and held thousands of
+row locks, which other workers' claims (SKIP LOCKED) had to pass over, often coming back
+empty. Now it walks the tenants in the runnable index (runs with a wake time), one index
+probe each, from a random tenant id up and then (wrapping) from the lowest up to it; of
+each it locks (SKIP LOCKED) up to `p_limit` of the oldest due runs it can run
+(type@version), and it stops once `p_limit` tenants gave it some. So at most `p_limit` x
 `p_limit` rows are locked however many tenants wait, and a tenant whose runs another
 claim holds right now does not use up the window. Within a claim the deal is as before
 (every tenant's oldest run before anyone's second); across claims every waiting tenant is
 as likely to be in the window.
+
+Due means `wake_at <=` one timestamp taken when the claim starts: a bound the index scan
+stops at. Compared with `clock_timestamp()` (volatile) the condition only filtered the
+scan, which read every sleeping run of each tenant it visited: 5.7 ms a claim with 50,000
+timers waiting over 20 tenants, against 0.9 ms without them (1.6 ms now).
+
+`overdue_tasks` (the escalation scan every worker runs every few seconds) compared due
+times with `clock_timestamp()` too, so it read every open task not yet escalated, due or
+not; it compares with `now()` now, and reads only the overdue ones.
 
 Revision ID: 0003
 Revises: 0002
@@ -35,6 +43,9 @@ LANGUAGE plpgsql VOLATILE {definer}
 AS $$
 #variable_conflict use_column
 DECLARE
+    -- One "now" for the claim: a parameter bounds the index scan, clock_timestamp()
+    -- (volatile) would only filter it, reading every sleeping run of each tenant.
+    v_now timestamptz := clock_timestamp();
     v_start uuid := gen_random_uuid();
     v_wrapped boolean := false;  -- false: tenants >= v_start; true: tenants < v_start
     v_after uuid := NULL;        -- the last tenant visited in this pass
@@ -50,24 +61,19 @@ BEGIN
     WHILE v_served < p_limit LOOP
         IF NOT v_wrapped AND v_after IS NULL THEN
             SELECT r.tenant_id INTO v_tenant FROM workflows.runs r
-             WHERE r.wake_at <= clock_timestamp() AND r.tenant_id >= v_start
-               AND (r.workflow_type || '@' || r.version) = ANY (p_types)
+             WHERE r.wake_at IS NOT NULL AND r.tenant_id >= v_start
              ORDER BY r.tenant_id LIMIT 1;
         ELSIF NOT v_wrapped THEN
             SELECT r.tenant_id INTO v_tenant FROM workflows.runs r
-             WHERE r.wake_at <= clock_timestamp() AND r.tenant_id > v_after
-               AND (r.workflow_type || '@' || r.version) = ANY (p_types)
+             WHERE r.wake_at IS NOT NULL AND r.tenant_id > v_after
              ORDER BY r.tenant_id LIMIT 1;
         ELSIF v_after IS NULL THEN
             SELECT r.tenant_id INTO v_tenant FROM workflows.runs r
-             WHERE r.wake_at <= clock_timestamp() AND r.tenant_id < v_start
-               AND (r.workflow_type || '@' || r.version) = ANY (p_types)
+             WHERE r.wake_at IS NOT NULL AND r.tenant_id < v_start
              ORDER BY r.tenant_id LIMIT 1;
         ELSE
             SELECT r.tenant_id INTO v_tenant FROM workflows.runs r
-             WHERE r.wake_at <= clock_timestamp() AND r.tenant_id > v_after
-               AND r.tenant_id < v_start
-               AND (r.workflow_type || '@' || r.version) = ANY (p_types)
+             WHERE r.wake_at IS NOT NULL AND r.tenant_id > v_after AND r.tenant_id < v_start
              ORDER BY r.tenant_id LIMIT 1;
         END IF;
         IF v_tenant IS NULL THEN
@@ -80,12 +86,13 @@ BEGIN
         SELECT array_agg(l.run_id ORDER BY l.wake_at), array_agg(l.wake_at ORDER BY l.wake_at)
           INTO v_runs, v_wakes
           FROM (SELECT r.run_id, r.wake_at FROM workflows.runs r
-                 WHERE r.tenant_id = v_tenant AND r.wake_at <= clock_timestamp()
+                 WHERE r.tenant_id = v_tenant AND r.wake_at <= v_now
                    AND (r.workflow_type || '@' || r.version) = ANY (p_types)
                  ORDER BY r.wake_at
                  LIMIT p_limit
                  FOR UPDATE SKIP LOCKED) l;
-        CONTINUE WHEN v_runs IS NULL;  -- another claim holds them all right now
+        -- None: its runs are asleep, of other types, or held by another claim right now.
+        CONTINUE WHEN v_runs IS NULL;
         v_served := v_served + 1;
         c_tenants := c_tenants || array_fill(v_tenant, ARRAY[cardinality(v_runs)]);
         c_runs := c_runs || v_runs;
@@ -116,5 +123,21 @@ $$
 """
 
 
+_OVERDUE = """
+CREATE OR REPLACE FUNCTION workflows.overdue_tasks(p_limit integer)
+RETURNS TABLE (tenant_id uuid, task_id uuid)
+LANGUAGE sql STABLE {definer}
+AS $$
+    SELECT t.tenant_id, t.task_id FROM workflows.operator_tasks t
+     WHERE NOT t.escalated AND t.state IN ('open', 'claimed')
+       AND t.due_time <= now()
+       AND (t.state = 'open' OR t.claim_expires_at <= now())
+     ORDER BY t.due_time
+     LIMIT p_limit
+$$
+"""
+
+
 def upgrade() -> None:
     op.execute(_CLAIM.format(definer=DEFINER))
+    op.execute(_OVERDUE.format(definer=DEFINER))
