@@ -70,10 +70,13 @@ WITH incoming AS (
 )
 SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM inserted) q
 """
+# `now()` (the statement's start: the pool is autocommit), not clock_timestamp(): a stable
+# bound the index scan stops at. Compared with the volatile clock, every message in flight
+# or delayed was read on each claim (2.4 ms instead of 0.13 ms with 20,000 delayed).
 _CLAIM = """
 WITH c AS (
     SELECT id FROM bus.messages
-     WHERE queue = %(queue)s AND visible_at <= clock_timestamp()
+     WHERE queue = %(queue)s AND visible_at <= now()
      ORDER BY visible_at, id
      LIMIT %(limit)s
      FOR UPDATE SKIP LOCKED
