@@ -423,3 +423,13 @@ def test_the_bus_is_rabbitmq_when_configured_else_postgresql(
                 ), name
                 names = list(env)
                 assert names.index("DATABASE_APP_PASSWORD") < names.index("BUS_URL")
+
+
+def test_browser_origins_reach_the_catalog_and_bad_ones_are_refused() -> None:
+    production = str(CHART / "ci" / "production-values.yaml")
+    catalog = pod_spec(find(render("-f", production), "Deployment", "hygoshop-catalog"))
+    env = {e["name"]: e.get("value") for e in catalog["containers"][0]["env"]}
+    assert env["S3_CORS_ORIGINS"] == "https://admin.shop.example,https://shop.example"
+    minimal = str(CHART / "ci" / "minimal-values.yaml")
+    said = refusal("-f", minimal, "--set", "s3.corsOrigins={https://shop.example/admin}")
+    assert "corsOrigins" in said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from hygoshop_platform.infra.rabbitmq import LOCAL_URL, rabbitmq_answers
 from hygoshop_platform.testing.s3 import MakeBucket
 from tests.support import APP_PASSWORD, PlatformDatabase
 
+BROWSER_ORIGIN = "https://admin.shop.example"
+"""The merchant dashboard's origin in the end-to-end stack."""
+
 AUTH_CACHE_TTL_SECONDS = 2.0
 
 
@@ -31,8 +35,9 @@ def admin_key() -> str:
 
 @pytest.fixture(scope="session")
 def stack_s3(make_bucket: MakeBucket) -> BlobSettings:
-    """The stack's object storage (a fresh bucket), for tests that look behind the API."""
-    return make_bucket("e2e")
+    """The stack's object storage (a fresh bucket), for tests that look behind the API;
+    pages of BROWSER_ORIGIN may use its presigned URLs (catalog sets the CORS rules)."""
+    return dataclasses.replace(make_bucket("e2e"), cors_origins=(BROWSER_ORIGIN,))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from hygoshop_platform.blobs import BlobSettings, make_client
+from tests.e2e.conftest import BROWSER_ORIGIN
 from tests.e2e.test_rest_api import Tenant, _new_tenant, bearer, create
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +118,18 @@ def test_an_uploaded_image_is_attached_and_served(
     )
     assert ticket["headers"]["Content-Type"] == "image/png"
     # The URL lives minutes; an upload nothing takes is deleted a day after it was signed.
+    # A dashboard page may send it from the browser (the catalog set the bucket's CORS
+    # rules at start); another site's page may not.
+    for origin, allowed in ((BROWSER_ORIGIN, True), ("https://evil.example", False)):
+        asked = httpx.options(
+            ticket["url"],
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert (asked.headers.get("access-control-allow-origin") == origin) is allowed, origin
     url_expiry = datetime.fromisoformat(ticket["expireTime"])
     deleted = datetime.fromisoformat(ticket["deleteTime"])
     assert url_expiry < deleted

@@ -168,6 +168,10 @@ hygoshop_bus_app with the application password; migrated by the migration Jobs).
 - name: S3_PUBLIC_ENDPOINT_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with $v.s3.corsOrigins }}
+- name: S3_CORS_ORIGINS
+  value: {{ join "," . | quote }}
+{{- end }}
 - name: S3_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef: {name: {{ $secret }}, key: {{ $v.secrets.keys.s3AccessKeyId }}}

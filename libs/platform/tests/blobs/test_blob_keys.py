@@ -110,10 +110,12 @@ def test_settings_from_env_round_trip() -> None:
         "S3_ACCESS_KEY_ID": "AK",
         "S3_SECRET_ACCESS_KEY": "SK",
         "S3_REGION": "auto",
+        "S3_CORS_ORIGINS": "https://admin.shop.example, http://127.0.0.1:5173",
     }
     settings = BlobSettings.from_env(env)
     assert settings is not None
     assert settings.signing_endpoint_url == "https://files.example.test"
+    assert settings.cors_origins == ("https://admin.shop.example", "http://127.0.0.1:5173")
     assert "SK" not in repr(settings)
     assert BlobSettings.from_env(settings.to_env()) == settings
 
@@ -126,6 +128,8 @@ def test_settings_from_env_round_trip() -> None:
         ({"S3_BUCKET": "ok-bucket", "S3_ACCESS_KEY_ID": "AK"}, "S3_SECRET_ACCESS_KEY"),
         ({"S3_BUCKET": "ok-bucket", "S3_ENDPOINT_URL": "127.0.0.1:9000"}, "S3_ENDPOINT_URL"),
         ({"S3_BUCKET": "ok-bucket", "S3_PRESIGN_GET_SECONDS": "0"}, "S3_PRESIGN_GET_SECONDS"),
+        ({"S3_BUCKET": "ok-bucket", "S3_CORS_ORIGINS": "https://a.example/app"}, "S3_CORS_ORIGINS"),
+        ({"S3_BUCKET": "ok-bucket", "S3_CORS_ORIGINS": "admin.example"}, "S3_CORS_ORIGINS"),
     ],
 )
 def test_bad_settings_fail_fast_naming_the_variable(env: dict[str, str], named: str) -> None:

@@ -18,6 +18,7 @@ from hygoshop_platform.blobs import (
     BlobStore,
     BlobStoreUnavailable,
     BlobTooLarge,
+    configure_cors,
     make_client,
 )
 from hygoshop_platform.infra import free_port
@@ -178,5 +179,47 @@ async def test_unreachable_storage_is_unavailable_not_missing(bucket: BlobSettin
     try:
         with pytest.raises(BlobStoreUnavailable):
             await store.head(tenant_key("x"))
+    finally:
+        store.close()
+
+
+async def preflight(web: httpx.AsyncClient, url: str, origin: str, method: str) -> httpx.Response:
+    """What a browser asks before a cross-origin PUT with a Content-Type."""
+    return await web.options(
+        url,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+
+
+async def test_browser_origins_are_allowed_by_the_buckets_cors_rules(
+    make_bucket: MakeBucket, web: httpx.AsyncClient
+) -> None:
+    allowed = "https://admin.shop.example"
+    plain = make_bucket("nocors")
+    assert configure_cors(plain) is False  # no origins: the bucket is left alone
+    settings = dataclasses.replace(make_bucket("cors"), cors_origins=(allowed,))
+    assert configure_cors(settings) is True
+    assert configure_cors(settings) is True  # idempotent
+    store = BlobStore(settings)
+    try:
+        key = BlobKey.new_upload(uuid.uuid4(), "images", "shirt.png")
+        upload = store.presign_put(key, content_type="image/png", size_bytes=len(PNG))
+        asked = await preflight(web, upload.url, allowed, "PUT")
+        assert asked.status_code == 200, asked.text
+        assert asked.headers["access-control-allow-origin"] == allowed
+        assert "PUT" in asked.headers["access-control-allow-methods"]
+        sent = await web.put(upload.url, content=PNG, headers={**upload.headers, "Origin": allowed})
+        assert sent.status_code == 200, sent.text
+        assert sent.headers["access-control-allow-origin"] == allowed
+        download = store.presign_get(key).url
+        assert (await preflight(web, download, allowed, "GET")).status_code == 200
+        # Another site's page gets no permission. (A bucket without rules answers as its
+        # server likes: S3 and R2 refuse every origin, SeaweedFS allows any.)
+        other = await preflight(web, upload.url, "https://evil.example", "PUT")
+        assert "access-control-allow-origin" not in other.headers
     finally:
         store.close()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from hygoshop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from hygoshop_catalog import events
@@ -12,10 +16,12 @@ from hygoshop_catalog.imports import ListingImports
 from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore
 from hygoshop_catalog.upload_expiry import UploadSweeper
-from hygoshop_platform.blobs import BlobStore
+from hygoshop_platform.blobs import BlobSettings, BlobStore, configure_cors
 from hygoshop_platform.bus import ConsumerOptions, InboxPruner, OutboxRelay, connect_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
+
+log = logging.getLogger(__name__)
 
 CATALOG_SERVICE = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
@@ -27,6 +33,8 @@ async def build(settings: CatalogSettings) -> ServiceServer:
     )
     await assert_safe_role(pool, SCHEMA.schema)
     blobs = BlobStore(settings.blobs) if settings.blobs is not None else None
+    if settings.blobs is not None:
+        await _allow_browser_uploads(settings.blobs)
     store = CatalogStore(pool)
     imports = ListingImports(pool, blobs, enabled=settings.bus is not None)
     server = create_server(
@@ -67,3 +75,12 @@ def _closer(blobs: BlobStore) -> Callable[[], Awaitable[None]]:
         blobs.close()
 
     return close
+
+
+async def _allow_browser_uploads(blobs: BlobSettings) -> None:
+    """Set the bucket's CORS rules for S3_CORS_ORIGINS. A failure is logged, not fatal:
+    uploads from servers and apps still work, only browsers' are refused."""
+    try:
+        await asyncio.to_thread(configure_cors, blobs)
+    except (BotoCoreError, ClientError) as error:
+        log.error("could not set CORS rules on bucket %s: %s", blobs.bucket, error)

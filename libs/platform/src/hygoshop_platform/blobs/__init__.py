@@ -23,6 +23,7 @@ from hygoshop_platform.blobs.store import (
     BlobTooLarge,
     ObjectInfo,
     PresignedRequest,
+    configure_cors,
     ensure_bucket,
     make_client,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidKey",
     "ObjectInfo",
     "PresignedRequest",
+    "configure_cors",
     "ensure_bucket",
     "make_client",
     "safe_file_name",

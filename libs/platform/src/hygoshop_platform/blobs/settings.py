@@ -13,6 +13,7 @@ from hygoshop_platform.settings import SettingsError, env_int, env_optional, env
 AddressingStyle = Literal["path", "virtual", "auto"]
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,10 @@ class BlobSettings:
     """How long a download URL stays valid (S3_PRESIGN_GET_SECONDS)."""
     max_connections: int = 16
     """HTTP connections (and worker threads) per process (S3_MAX_CONNECTIONS)."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins (`https://admin.shop.example`) whose pages may send uploads and fetch
+    files with presigned URLs straight from the browser; set on the bucket at start by
+    the service that owns uploads (S3_CORS_ORIGINS, comma-separated; `*` for any)."""
 
     def __post_init__(self) -> None:
         if not _BUCKET.fullmatch(self.bucket) or ".." in self.bucket:
@@ -65,6 +70,12 @@ class BlobSettings:
                 raise SettingsError(f"{name} must be between 1 and {_MAX_PRESIGN_SECONDS}")
         if self.max_connections < 1:
             raise SettingsError("S3_MAX_CONNECTIONS must be at least 1")
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise SettingsError(
+                    f"S3_CORS_ORIGINS: {origin!r} is not an origin"
+                    " (scheme://host[:port], no path), nor *"
+                )
 
     @property
     def signing_endpoint_url(self) -> str | None:
@@ -91,6 +102,11 @@ class BlobSettings:
             presign_put_seconds=env_int("S3_PRESIGN_PUT_SECONDS", 900, source),
             presign_get_seconds=env_int("S3_PRESIGN_GET_SECONDS", 600, source),
             max_connections=env_int("S3_MAX_CONNECTIONS", 16, source),
+            cors_origins=tuple(
+                origin.strip()
+                for origin in env_str("S3_CORS_ORIGINS", "", source).split(",")
+                if origin.strip()
+            ),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -103,6 +119,8 @@ class BlobSettings:
             "S3_PRESIGN_GET_SECONDS": str(self.presign_get_seconds),
             "S3_MAX_CONNECTIONS": str(self.max_connections),
         }
+        if self.cors_origins:
+            env["S3_CORS_ORIGINS"] = ",".join(self.cors_origins)
         optional = {
             "S3_ENDPOINT_URL": self.endpoint_url,
             "S3_PUBLIC_ENDPOINT_URL": self.public_endpoint_url,

@@ -122,6 +122,36 @@ def make_client(
     )
 
 
+CORS_MAX_AGE_SECONDS = 3600
+
+
+def configure_cors(settings: BlobSettings) -> bool:
+    """Let the pages of `settings.cors_origins` use presigned URLs from the browser: PUT
+    an upload (with the Content-Type it was signed for), GET or HEAD a file. Replaces the
+    bucket's CORS rules (idempotent); does nothing, and returns False, without origins."""
+    if not settings.cors_origins:
+        return False
+    client = make_client(settings)
+    try:
+        client.put_bucket_cors(
+            Bucket=settings.bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedOrigins": list(settings.cors_origins),
+                        "AllowedMethods": ["PUT", "GET", "HEAD"],
+                        "AllowedHeaders": ["content-type"],
+                        "ExposeHeaders": ["ETag"],
+                        "MaxAgeSeconds": CORS_MAX_AGE_SECONDS,
+                    }
+                ]
+            },
+        )
+    finally:
+        client.close()
+    return True
+
+
 def ensure_bucket(settings: BlobSettings) -> bool:
     """Create the bucket unless it exists (local runs and tests); True when it was created."""
     client = make_client(settings)
