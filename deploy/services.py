@@ -24,6 +24,9 @@ class StackOptions:
     platform_admin_key: str
     redis_url: str | None = None
     auth_cache_ttl_seconds: float = 5.0
+    rate_limits: Mapping[str, str] = field(default_factory=dict)
+    """RATE_LIMIT_<TIER>[_BURST] for tenancy (requests/s per tenant at the gateway), e.g.
+    a benchmark lifting the limit of the tier it measures with; unset: the defaults."""
     otlp_endpoint: str | None = None
     processes: Mapping[str, int] = field(default_factory=dict)
     """Server processes per service (default 1), e.g. {"catalog": 2} for the benchmark;
@@ -75,6 +78,7 @@ def _tenancy_env(options: StackOptions) -> dict[str, str]:
     }
     if options.redis_url:
         env["REDIS_URL"] = options.redis_url
+    env.update(options.rate_limits)
     return env
 
 

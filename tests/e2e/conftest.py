@@ -22,6 +22,12 @@ from hygoshop_platform.infra.rabbitmq import LOCAL_URL, rabbitmq_answers
 from hygoshop_platform.testing.s3 import MakeBucket
 from tests.support import APP_PASSWORD, PlatformDatabase
 
+RATE_LIMITS = {
+    "RATE_LIMIT_FREE": "2",  # test_rate_limits: a free tenant is throttled quickly
+    "RATE_LIMIT_FREE_BURST": "5",
+    "RATE_LIMIT_GROWTH": "1000",  # the other tests' tenants: never throttled
+}
+"""Per-tenant limits of the end-to-end stack's gateway."""
 BROWSER_ORIGIN = "https://admin.shop.example"
 """The merchant dashboard's origin in the end-to-end stack."""
 
@@ -69,6 +75,7 @@ def stack(
     options = StackOptions(
         platform_admin_key=admin_key,
         auth_cache_ttl_seconds=AUTH_CACHE_TTL_SECONDS,
+        rate_limits=RATE_LIMITS,
         s3=stack_s3,
         bus_url=stack_bus.url,
         bus_namespace=stack_bus.namespace,

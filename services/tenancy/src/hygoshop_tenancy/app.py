@@ -9,8 +9,14 @@ from hygoshop_platform.cache import cache_from_url
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 from hygoshop_tenancy.api import TenantApi
-from hygoshop_tenancy.authz import AuthCache, Authenticator, AuthorizationService
+from hygoshop_tenancy.authz import (
+    AuthCache,
+    Authenticator,
+    AuthorizationService,
+    TenantRateLimits,
+)
 from hygoshop_tenancy.config import SCHEMA, TenancySettings
+from hygoshop_tenancy.ratelimit import limiter_from_url
 from hygoshop_tenancy.store import TenancyStore
 
 TENANT_SERVICE = tenancy_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name
@@ -27,6 +33,8 @@ async def build(settings: TenancySettings) -> ServiceServer:
     kv = cache_from_url(settings.redis_url, namespace="hygoshop:tenancy:auth")
     auth_cache = AuthCache(kv, settings.auth_cache_ttl_seconds)
     authenticator = Authenticator(store, auth_cache, settings.platform_admin_api_key)
+    limiter = limiter_from_url(settings.redis_url, namespace="hygoshop:tenancy:rate")
+    limits = TenantRateLimits(limiter, settings.rate_limits)
     server = create_server(
         base,
         [
@@ -37,10 +45,10 @@ async def build(settings: TenancySettings) -> ServiceServer:
             ),
             (
                 external_auth_pb2_grpc.add_AuthorizationServicer_to_server,
-                AuthorizationService(authenticator),
+                AuthorizationService(authenticator, limits),
                 AUTHZ_SERVICE,
             ),
         ],
     )
-    server.on_stop.extend([pool.close, kv.close])
+    server.on_stop.extend([pool.close, kv.close, limiter.close])
     return server

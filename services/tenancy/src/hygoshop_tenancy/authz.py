@@ -1,4 +1,5 @@
-"""The gateway's auth check (Envoy ext_authz v3 `Check`): API key -> tenant id + scopes.
+"""The gateway's auth check (Envoy ext_authz v3 `Check`): API key -> tenant id + scopes,
+then the tenant's rate limit (429 over it, see `ratelimit`).
 
 Decisions are cached for a short TTL under the key's digest (never the key itself);
 revoking a key deletes its cache entry, so with a shared Redis cache revocation is
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
@@ -26,6 +29,8 @@ from hygoshop_platform.tenancy import (
     TENANT_HEADER,
 )
 from hygoshop_tenancy.domain.keys import bearer_token, digest_key, digests_match, parse_prefix
+from hygoshop_tenancy.domain.tenants import Tier
+from hygoshop_tenancy.ratelimit import Limit, RateLimiter
 from hygoshop_tenancy.store import TenancyStore
 
 log = logging.getLogger(__name__)
@@ -39,14 +44,18 @@ class Principal:
     tenant_id: str | None
     scopes: tuple[str, ...]
     key_id: str
+    tier: Tier | None = None
+    """The tenant's tier (its rate limit); None for the platform admin."""
 
     def encode(self) -> bytes:
-        return json.dumps([self.tenant_id, list(self.scopes), self.key_id]).encode()
+        tier = self.tier.value if self.tier else None
+        return json.dumps([self.tenant_id, list(self.scopes), self.key_id, tier]).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> Principal:
-        tenant_id, scopes, key_id = json.loads(raw)
-        return cls(tenant_id, tuple(scopes), key_id)
+        tenant_id, scopes, key_id, *rest = json.loads(raw)  # entries cached before tiers: 3
+        tier = Tier(rest[0]) if rest and rest[0] else None
+        return cls(tenant_id, tuple(scopes), key_id, tier)
 
 
 class AuthCache:
@@ -107,7 +116,7 @@ class Authenticator:
         found = await self._store.lookup_key(prefix)
         if found is None or found.revoked or not digests_match(digest, found.digest):
             return None
-        return Principal(str(found.tenant_id), found.scopes, str(found.key_id))
+        return Principal(str(found.tenant_id), found.scopes, str(found.key_id), found.tier)
 
 
 def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
@@ -131,6 +140,61 @@ def allow(principal: Principal) -> external_auth_pb2.CheckResponse:
         status=status_pb2.Status(code=code_pb2.OK),
         ok_response=external_auth_pb2.OkHttpResponse(headers=headers, headers_to_remove=remove),
     )
+
+
+def rate_limited(retry_after: float, tier: Tier, limit: Limit) -> external_auth_pb2.CheckResponse:
+    """429 with Retry-After (whole seconds, at least 1) and the wait in a RetryInfo."""
+    message = (
+        f"rate limit exceeded: the {tier.value} tier allows {limit.per_second:g} requests/s"
+        f" (bursts of {limit.burst}); retry in {retry_after:.2f}s"
+    )
+    body = {
+        "code": code_pb2.RESOURCE_EXHAUSTED,
+        "message": message,
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "RATE_LIMITED",
+                "domain": "hygoshop.io",
+                "metadata": {"tier": tier.value, "per_second": f"{limit.per_second:g}"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{retry_after:.3f}s",
+            },
+        ],
+    }
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=http_status_pb2.TooManyRequests),
+            headers=[
+                _header("content-type", "application/json"),
+                _header("retry-after", str(max(1, math.ceil(retry_after)))),
+            ],
+            body=json.dumps(body),
+        ),
+    )
+
+
+class TenantRateLimits:
+    """Admits or refuses a tenant's request by its tier's limit (see `ratelimit`)."""
+
+    def __init__(self, limiter: RateLimiter, limits: Mapping[Tier, Limit]) -> None:
+        self._limiter = limiter
+        self._limits = limits
+
+    async def check(self, principal: Principal) -> external_auth_pb2.CheckResponse | None:
+        """None when admitted, else the 429 to answer."""
+        if principal.tenant_id is None or principal.tier is None:
+            return None  # the platform admin
+        limit = self._limits[principal.tier]
+        try:
+            wait = await self._limiter.admit(principal.tenant_id, limit)
+        except Exception:  # a limiter outage must not become an API outage
+            log.warning("rate limiter unavailable; admitting", exc_info=True)
+            return None
+        return None if wait is None else rate_limited(wait, principal.tier, limit)
 
 
 def deny(message: str) -> external_auth_pb2.CheckResponse:
@@ -161,8 +225,9 @@ def deny(message: str) -> external_auth_pb2.CheckResponse:
 class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
     """Envoy's ext_authz. Any failure inside is an error to Envoy, which fails closed."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, limits: TenantRateLimits) -> None:
         self._authenticator = authenticator
+        self._limits = limits
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: Context
@@ -175,4 +240,5 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         if principal is None:
             return deny("invalid or revoked API key")
         tag_tenant(principal.tenant_id)
-        return allow(principal)
+        refused = await self._limits.check(principal)
+        return refused if refused is not None else allow(principal)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hygoshop_platform.migrations import SchemaSpec
 from hygoshop_platform.settings import ServiceSettings, SettingsError, env_float, env_optional
+from hygoshop_tenancy.domain.tenants import Tier
+from hygoshop_tenancy.ratelimit import DEFAULT_LIMITS, Limit, limits_from_env
 
 SCHEMA = SchemaSpec("tenancy", Path(__file__).parent / "migrations")
 MIN_ADMIN_KEY_LENGTH = 32
@@ -22,7 +24,9 @@ class TenancySettings:
     """How long an auth decision is cached (AUTH_CACHE_TTL_SECONDS); a revoked key is
     refused at most this long after revocation by processes that did not revoke it."""
     redis_url: str | None
-    """Shared introspection cache (REDIS_URL); in-process when unset."""
+    """Shared introspection cache and rate limits (REDIS_URL); in-process when unset."""
+    rate_limits: Mapping[Tier, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    """Requests per second and burst per tier, at the gateway (RATE_LIMIT_<TIER>[_BURST])."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TenancySettings:
@@ -40,4 +44,5 @@ class TenancySettings:
             platform_admin_api_key=admin_key,
             auth_cache_ttl_seconds=ttl,
             redis_url=env_optional("REDIS_URL", base.extra),
+            rate_limits=limits_from_env(base.extra),
         )

@@ -38,6 +38,7 @@ class KeyLookup:
     digest: str
     scopes: tuple[str, ...]
     revoked: bool
+    tier: Tier
 
 
 _KEY_COLUMNS = "tenant_id, key_id, prefix, display_name, scopes, create_time, revoke_time"
@@ -139,4 +140,6 @@ class TenancyStore:
             row = await cur.fetchone()
         if row is None:
             return None
-        return KeyLookup(row.key_id, row.tenant_id, row.digest, tuple(row.scopes), row.revoked)
+        return KeyLookup(
+            row.key_id, row.tenant_id, row.digest, tuple(row.scopes), row.revoked, Tier(row.tier)
+        )
