@@ -17,7 +17,7 @@ from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore
 from hygoshop_catalog.upload_expiry import UploadSweeper
 from hygoshop_platform.blobs import BlobSettings, BlobStore, configure_cors
-from hygoshop_platform.bus import ConsumerOptions, InboxPruner, OutboxRelay, connect_bus
+from hygoshop_platform.bus import ConsumerOptions, start_service_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 
@@ -55,14 +55,9 @@ async def build(settings: CatalogSettings) -> ServiceServer:
         await sweeper.start()
         server.on_stop.append(sweeper.stop)
     if settings.bus is not None:
-        bus = await connect_bus(settings.bus)
-        server.on_stop.append(bus.close)
-        relay = OutboxRelay(pool, SCHEMA.schema, bus)
-        await relay.start()
-        server.on_stop.append(relay.stop)
-        pruner = InboxPruner(pool, SCHEMA.schema)
-        await pruner.start()
-        server.on_stop.append(pruner.stop)
+        bus = await start_service_bus(
+            server.on_stop, pool, SCHEMA.schema, settings.bus, consumes=True
+        )
         import_jobs = await bus.consume_jobs(
             events.IMPORT_JOB, imports.run_job, ConsumerOptions(prefetch=2)
         )

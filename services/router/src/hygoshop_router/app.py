@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hygoshop.router.v1 import router_pb2, router_pb2_grpc
-from hygoshop_platform.bus import OutboxRelay, connect_bus
+from hygoshop_platform.bus import start_service_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 from hygoshop_router.api import RouterApi
@@ -50,9 +50,5 @@ async def build(settings: RouterSettings) -> ServiceServer:
     # persists health before the pool closes.
     server.on_stop.extend([pool.close, tiers.close, engine.stop])
     if settings.bus is not None:
-        bus = await connect_bus(settings.bus)
-        server.on_stop.append(bus.close)
-        relay = OutboxRelay(pool, SCHEMA.schema, bus)
-        await relay.start()
-        server.on_stop.append(relay.stop)
+        await start_service_bus(server.on_stop, pool, SCHEMA.schema, settings.bus)
     return server

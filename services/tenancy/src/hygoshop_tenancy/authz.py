@@ -148,32 +148,13 @@ def rate_limited(retry_after: float, tier: Tier, limit: Limit) -> external_auth_
         f"rate limit exceeded: the {tier.value} tier allows {limit.per_second:g} requests/s"
         f" (bursts of {limit.burst}); retry in {retry_after:.2f}s"
     )
-    body = {
-        "code": code_pb2.RESOURCE_EXHAUSTED,
-        "message": message,
-        "details": [
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "RATE_LIMITED",
-                "domain": "hygoshop.io",
-                "metadata": {"tier": tier.value, "per_second": f"{limit.per_second:g}"},
-            },
-            {
-                "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": f"{retry_after:.3f}s",
-            },
-        ],
-    }
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message),
-        denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=http_status_pb2.TooManyRequests),
-            headers=[
-                _header("content-type", "application/json"),
-                _header("retry-after", str(max(1, math.ceil(retry_after)))),
-            ],
-            body=json.dumps(body),
-        ),
+    return _denied(
+        http_status_pb2.TooManyRequests,
+        code_pb2.RESOURCE_EXHAUSTED,
+        message,
+        _error_info("RATE_LIMITED", tier=tier.value, per_second=f"{limit.per_second:g}"),
+        {"@type": f"{_TYPES}google.rpc.RetryInfo", "retryDelay": f"{retry_after:.3f}s"},
+        headers={"retry-after": str(max(1, math.ceil(retry_after)))},
     )
 
 
@@ -198,24 +179,45 @@ class TenantRateLimits:
 
 
 def deny(message: str) -> external_auth_pb2.CheckResponse:
-    body = {
-        "code": code_pb2.UNAUTHENTICATED,
-        "message": message,
-        "details": [
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "API_KEY_INVALID",
-                "domain": "hygoshop.io",
-            }
-        ],
+    return _denied(
+        http_status_pb2.Unauthorized,
+        code_pb2.UNAUTHENTICATED,
+        message,
+        _error_info("API_KEY_INVALID"),
+        headers={"www-authenticate": 'Bearer realm="hygoshop"'},
+    )
+
+
+_TYPES = "type.googleapis.com/"
+
+
+def _error_info(reason: str, **metadata: str) -> dict[str, object]:
+    info: dict[str, object] = {
+        "@type": f"{_TYPES}google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "hygoshop.io",
     }
+    if metadata:
+        info["metadata"] = metadata
+    return info
+
+
+def _denied(
+    http_status: int,
+    code: int,
+    message: str,
+    *details: dict[str, object],
+    headers: Mapping[str, str],
+) -> external_auth_pb2.CheckResponse:
+    """Envoy answers the client itself: `http_status` with a google.rpc.Status JSON body."""
+    body = {"code": code, "message": message, "details": list(details)}
     return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message),
+        status=status_pb2.Status(code=code, message=message),
         denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=http_status_pb2.Unauthorized),
+            status=http_status_pb2.HttpStatus(code=http_status),
             headers=[
                 _header("content-type", "application/json"),
-                _header("www-authenticate", 'Bearer realm="hygoshop"'),
+                *(_header(k, v) for k, v in headers.items()),
             ],
             body=json.dumps(body),
         ),

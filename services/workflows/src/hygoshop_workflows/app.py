@@ -8,7 +8,7 @@ worker`); the service never executes a run.
 from __future__ import annotations
 
 from hygoshop.workflows.v1 import workflows_pb2, workflows_pb2_grpc
-from hygoshop_platform.bus import InboxPruner, OutboxRelay, connect_bus
+from hygoshop_platform.bus import start_service_bus
 from hygoshop_platform.db import assert_safe_role, open_pool
 from hygoshop_platform.server import ServiceServer, create_server
 from hygoshop_workflows.api import WorkflowsApi
@@ -36,14 +36,10 @@ async def build(settings: WorkflowsSettings) -> ServiceServer:
     # on_stop runs in reverse: triggers and relay stop first, then the bus, then the pool.
     server.on_stop.append(pool.close)
     if settings.bus is not None:
-        bus = await connect_bus(settings.bus)
-        server.on_stop.append(bus.close)
-        relay = OutboxRelay(pool, SCHEMA.schema, bus)
-        await relay.start()
-        server.on_stop.append(relay.stop)
-        pruner = InboxPruner(pool, SCHEMA.schema)  # the triggers' inbox
-        await pruner.start()
-        server.on_stop.append(pruner.stop)
+        # consumes: the triggers, through the inbox.
+        bus = await start_service_bus(
+            server.on_stop, pool, SCHEMA.schema, settings.bus, consumes=True
+        )
         for consumer in await subscribe_triggers(bus, pool, registry):
             server.on_stop.append(consumer.stop)
     return server

@@ -43,6 +43,8 @@ Wiring, e.g. in catalog (settings: `BusSettings.from_env(env)`):
         ...  # not found under this tenant: raise PermanentFailure (dead letter, no retry)
 """
 
+from collections.abc import Awaitable, Callable
+
 from hygoshop_platform.bus.base import (
     Bus,
     Consumer,
@@ -68,6 +70,7 @@ from hygoshop_platform.bus.message import (
 )
 from hygoshop_platform.bus.outbox import OutboxRelay, add_to_outbox, outbox_sql
 from hygoshop_platform.bus.settings import BusSettings, ConsumerOptions, RetryPolicy
+from hygoshop_platform.db import Pool
 
 
 async def connect_bus(settings: BusSettings) -> Bus:
@@ -79,6 +82,30 @@ async def connect_bus(settings: BusSettings) -> Bus:
     from hygoshop_platform.bus.pg import PgBus
 
     return await PgBus.connect(settings)
+
+
+async def start_service_bus(
+    on_stop: list[Callable[[], Awaitable[None]]],
+    pool: Pool,
+    schema: str,
+    settings: BusSettings,
+    *,
+    consumes: bool = False,
+) -> Bus:
+    """What a service with an outbox runs on the bus: the connection, its outbox relay and
+    (when it `consumes` through its inbox) the inbox pruner, each stop added to `on_stop`
+    (which runs in reverse: pruner and relay first, then the connection). Returns the bus
+    for the service's own consumers, whose stops it appends after these."""
+    bus = await connect_bus(settings)
+    on_stop.append(bus.close)
+    relay = OutboxRelay(pool, schema, bus)
+    await relay.start()
+    on_stop.append(relay.stop)
+    if consumes:
+        pruner = InboxPruner(pool, schema)
+        await pruner.start()
+        on_stop.append(pruner.stop)
+    return bus
 
 
 __all__ = [
@@ -105,5 +132,6 @@ __all__ = [
     "outbox_sql",
     "prune_inbox",
     "record_in_inbox",
+    "start_service_bus",
     "with_inbox",
 ]
