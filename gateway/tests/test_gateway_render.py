@@ -65,23 +65,26 @@ def test_envoy_accepts_the_rendered_config(tmp_path: Path, overrides: dict[str, 
     _envoy_validate(_render(**overrides), tmp_path)
 
 
-def test_filters_run_ext_authz_then_status_mapping_then_transcoder_then_router() -> None:
+def test_filters_run_ext_authz_then_body_limit_then_status_mapping_then_transcoder() -> None:
     hcm = _hcm(yaml.safe_load(_render()))
     filters = [f["name"] for f in hcm["http_filters"]]
-    # The Lua filter sits before the transcoder so that, on the way back, it sees the
-    # transcoded JSON (response filters run in reverse order).
+    # The body is buffered (and limited) only once the caller is authenticated. The Lua
+    # filter sits before the transcoder so that, on the way back, it sees the transcoded
+    # JSON (response filters run in reverse order).
     assert filters == [
         "envoy.filters.http.ext_authz",
+        "envoy.filters.http.buffer",
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
+    assert hcm["http_filters"][1]["typed_config"]["max_request_bytes"] == 1 << 20
     authz = hcm["http_filters"][0]["typed_config"]
     assert authz["failure_mode_allow"] is False
     assert authz["status_on_error"] == {"code": 503}
     assert authz["grpc_service"] == {"envoy_grpc": {"cluster_name": "authz"}, "timeout": "0.250s"}
     assert "with_request_body" not in authz
-    transcoder = hcm["http_filters"][2]["typed_config"]
+    transcoder = hcm["http_filters"][3]["typed_config"]
     assert transcoder["services"] == [
         "hygoshop.catalog.v1.CatalogService",
         "hygoshop.router.v1.RouterService",
