@@ -1,4 +1,5 @@
-"""Request limits at the edge: an oversized body, an out-of-range page size. Each is a
+"""Request limits at the edge and input no service can parse: an oversized body, an
+out-of-range page size, a string that is not UTF-8, JSON nested too deeply. Each is a
 clear JSON error (or, for a too large page, the largest page) and changes nothing."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_rest_api import Tenant, _new_tenant, bearer, listing_body
+from tests.e2e.workflow_api import new_tenant, start
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +67,20 @@ def test_page_sizes_out_of_range(http: httpx.Client, tenant_a: Tenant) -> None:
     assert "page_size" in negative.text
     huge = http.get("/v1/listings", params={"pageSize": 100000}, headers=bearer(tenant_a.key))
     assert huge.status_code == 200, huge.text  # the largest page instead (AIP-158)
+
+
+def test_input_no_service_can_parse_is_400_not_500(http: httpx.Client, admin_key: str) -> None:
+    tenant = new_tenant(http, admin_key)  # with workflows scopes
+    not_utf8 = http.get(
+        "/v1/workflowRuns", params={"pageToken": b"\x00\xff"}, headers=bearer(tenant.key)
+    )
+    nested: dict[str, object] = {}
+    for _ in range(90):  # more levels than the services' protobuf parser takes
+        nested = {"a": nested}
+    too_deep = start(http, tenant.key, "deep-1", nested)
+    for reply in (not_utf8, too_deep):
+        assert reply.status_code == 400, reply.text[:300]
+        assert reply.json()["code"] == 3
+        assert "Error parsing" not in reply.text
+    runs = http.get("/v1/workflowRuns", headers=bearer(tenant.key)).json()
+    assert runs.get("workflowRuns", []) == []  # nothing was started

@@ -18,7 +18,13 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from psycopg_pool import PoolTimeout
 
-from hygoshop_platform.errors import DomainError, internal_status, unavailable_status
+from hygoshop_platform.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    internal_status,
+    unavailable_status,
+)
 from hygoshop_platform.telemetry import TENANT_ATTRIBUTE
 from hygoshop_platform.tenancy import caller_from_metadata, reset_caller, set_caller
 
@@ -80,6 +86,9 @@ def _wrap(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
                     span.set_attribute("rpc.method", name)
                     span.set_attribute(TENANT_ATTRIBUTE, str(caller.tenant_id or ""))
                 try:
+                    if isinstance(request, _Undecodable):
+                        log.info("undecodable %s request: %s", method, request.error)
+                        raise InvalidArgument([UNDECODABLE])
                     return await behavior(request, context)
                 except DomainError as exc:
                     span.set_attribute("rpc.grpc.status_code", exc.grpc_code.value[0])
@@ -117,6 +126,36 @@ class ChassisInterceptor(_InterceptorBase):
             return handler  # streaming methods: none yet; wrap them when one exists
         return grpc.unary_unary_rpc_method_handler(
             _wrap(method, handler.unary_unary),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+class _Undecodable:
+    """What a request that cannot be parsed arrives as, so that the call answers
+    INVALID_ARGUMENT: gRPC itself turns a deserializer's exception into UNKNOWN (a 500
+    through the gateway, with the parser's message)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+UNDECODABLE = FieldViolation(
+    "request",
+    "could not be decoded: a string that is not UTF-8, or values nested too deeply",
+)
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as error:  # DecodeError, or a parser's RecursionError
+            return _Undecodable(error)
+
+    return deserialize

@@ -115,6 +115,36 @@ async def test_unexpected_error_leaks_nothing(server: ServiceServer) -> None:
     assert "constraint" not in str(info.value.debug_error_string())
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x0a\x02\xff\xfe",  # listing_id (field 1) holding bytes that are not UTF-8
+        b"\x0a\x20short",  # a length (32) longer than what follows
+    ],
+    ids=["not-utf8", "truncated"],
+)
+async def test_an_undecodable_request_is_invalid_argument(
+    server: ServiceServer, raw: bytes
+) -> None:
+    """gRPC itself answers a request its parser refuses with UNKNOWN (a 500 through the
+    gateway, naming the parser); the chassis answers INVALID_ARGUMENT."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.unary_unary(
+            f"/{SERVICE}/GetListing",
+            request_serializer=lambda b: b,
+            response_deserializer=catalog_pb2.Listing.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(raw)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(info.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[1].Unpack(bad)
+    assert bad.field_violations[0].field == "request"
+    assert "Error parsing" not in (info.value.details() or "")
+
+
 async def test_every_span_carries_the_tenant(
     server: ServiceServer, spans: InMemorySpanExporter
 ) -> None:
