@@ -144,7 +144,8 @@ class _Undecodable:
 
 UNDECODABLE = FieldViolation(
     "request",
-    "could not be decoded: a string that is not UTF-8, or values nested too deeply",
+    "could not be decoded: a value of another type than its field's (an object for a"
+    " string), a string that is not UTF-8, or values nested too deeply",
 )
 
 
