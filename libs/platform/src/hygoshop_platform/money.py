@@ -11,6 +11,21 @@ from hygoshop_platform.errors import FieldViolation
 NANOS = Decimal(1_000_000_000)
 MAX_NANOS = 999_999_999
 
+# ISO 4217 currencies a price may be in: the circulating ones, without fund codes (BOV,
+# CHE, CLF, ...), precious metals (XAU, ...) and testing codes (XTS, XXX).
+CURRENCIES = frozenset(
+    """
+    AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
+    BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP
+    GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES
+    KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU
+    MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON
+    RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND
+    TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW
+    ZWG
+    """.split()  # noqa: SIM905 (a table, kept readable)
+)
+
 
 def money_to_decimal(
     money: money_pb2.Money,

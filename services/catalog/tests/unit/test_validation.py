@@ -51,6 +51,14 @@ def test_listing_level_violations(overrides: dict[str, object], field: str) -> N
             "listing.variants[0].price.currency_code",
         ),
         (
+            Variant(sku="A", price=Money("ZZZ", Decimal(1))),  # three letters, no currency
+            "listing.variants[0].price.currency_code",
+        ),
+        (
+            Variant(sku="A", price=Money("XAU", Decimal(1))),  # gold: not a price currency
+            "listing.variants[0].price.currency_code",
+        ),
+        (
             Variant(
                 sku="A", price=Money("USD", Decimal(1)), compare_at_price=Money("EUR", Decimal(2))
             ),

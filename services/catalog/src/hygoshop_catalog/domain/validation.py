@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
 from hygoshop_platform.errors import FieldViolation
+from hygoshop_platform.money import CURRENCIES
 
 MAX_TITLE = 255
 MAX_DESCRIPTION = 20_000
@@ -27,7 +28,6 @@ MAX_QUANTITY = 1_000_000_000
 MAX_PRICE = Decimal("1000000000")
 
 _SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 _GTIN_LENGTHS = (8, 12, 13, 14)
 
 
@@ -64,9 +64,11 @@ def gtin_is_valid(gtin: str) -> bool:
 
 def validate_money(money: Money, path: str) -> list[FieldViolation]:
     violations = []
-    if not _CURRENCY.match(money.currency):
+    if money.currency not in CURRENCIES:
         violations.append(
-            FieldViolation(f"{path}.currency_code", "must be a 3-letter ISO 4217 code")
+            FieldViolation(
+                f"{path}.currency_code", "must be an ISO 4217 currency code, upper case (USD)"
+            )
         )
     if money.amount < 0:
         violations.append(FieldViolation(path, "must not be negative"))
