@@ -94,3 +94,31 @@ def test_json_array_file() -> None:
 def test_images_cannot_be_smuggled_in_by_key() -> None:
     row = parse_json_object(1, {"title": "t", "images": [{"key": "x.png"}], "variants": []})
     assert row.errors[0].field == "images"
+
+
+def test_json_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    """Before, json.loads' RecursionError escaped the parser and the import job crashed
+    over and over, the import stuck RUNNING."""
+    (array,) = parse_json_array("[" * 3000 + "]" * 3000)
+    assert (array.row, array.errors[0].description) == (
+        0,
+        "the file is not valid JSON: values nested too deeply",
+    )
+    deep_line = '{"title":' * 3000 + '"x"' + "}" * 3000
+    rows = list(parse_json_lines([deep_line + "\n", JSON_ROW + "\n"]))
+    assert rows[0].errors[0].description == "is not valid JSON: values nested too deeply"
+    assert rows[1].content is not None  # the next line is read as usual
+
+
+def test_unreadable_csv_stops_with_an_error_on_its_row() -> None:
+    """A cell over csv's size limit cannot be read past: the rows before it stand, the
+    row is an error that says the rest was not read (before: csv.Error crashed the job)."""
+    lines = [
+        "sku,title,price,currency\n",
+        "S-1,Shirt,10,USD\n",
+        "S-2," + "x" * 200_000 + ",1,USD\n",
+        "S-3,T,1,USD\n",
+    ]
+    rows = list(parse_csv(lines))
+    assert [(r.row, r.content is not None) for r in rows] == [(1, True), (2, False)]
+    assert "the rest of the file was not read" in rows[1].errors[0].description

@@ -231,7 +231,9 @@ def parse_json_object(row: int, obj: Any) -> ParsedRow:
     return _checked(row, lambda: _content_from_json(obj))
 
 
-def _reason(exc: ValueError) -> str:
+def _reason(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, RecursionError):
+        return "values nested too deeply"
     return exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
 
 
@@ -242,7 +244,8 @@ def parse_json_lines(lines: Iterable[str | bytes]) -> Iterator[ParsedRow]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bad bytes
+        # JSONDecodeError; UnicodeDecodeError for bad bytes; RecursionError for deep nesting
+        except (ValueError, RecursionError) as exc:
             yield ParsedRow(
                 number, None, (RowError(number, "", f"is not valid JSON: {_reason(exc)}"),)
             )
@@ -254,7 +257,7 @@ def parse_json_array(text: str | bytes) -> Iterator[ParsedRow]:
     """A JSON array of listings (a `.json` upload); row = index + 1."""
     try:
         items = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         yield ParsedRow(0, None, (RowError(0, "", f"the file is not valid JSON: {_reason(exc)}"),))
         return
     if not isinstance(items, list):
@@ -340,8 +343,16 @@ def parse_csv(lines: Iterable[str]) -> Iterator[ParsedRow]:
         )
         return
     reader.fieldnames = header
-    for number, record in enumerate(reader, start=1):
-        if None in record:
-            yield ParsedRow(number, None, (RowError(number, "", "has more cells than the header"),))
-            continue
-        yield _checked(number, lambda r=record: _csv_content(r), _csv_column)
+    number = 0
+    try:
+        for number, record in enumerate(reader, start=1):
+            if None in record:
+                yield ParsedRow(
+                    number, None, (RowError(number, "", "has more cells than the header"),)
+                )
+                continue
+            yield _checked(number, lambda r=record: _csv_content(r), _csv_column)
+    except csv.Error as exc:  # a cell over csv's size limit, a NUL byte: no way to go on
+        row = number + 1
+        message = f"is not valid CSV ({exc}); the rest of the file was not read"
+        yield ParsedRow(row, None, (RowError(row, "", message),))
