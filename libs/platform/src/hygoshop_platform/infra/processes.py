@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +32,7 @@ from typing import IO, Self
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_PDEATHSIG_EXEC = Path(__file__).with_name("_pdeathsig_exec.py")
 _TAIL_BYTES = 16_384
 
 
@@ -128,16 +131,18 @@ class ManagedProcess:
             entry = pwd.getpwnam(self.user)
             # Drop root's groups too, not only the uid: files the child writes get its group.
             uid, gid, groups = entry.pw_uid, entry.pw_gid, []
+        env = {**os.environ, **self.env}
         try:
+            argv, preexec = self._launch(env, uid)
             self._popen = subprocess.Popen(
-                self.argv,
-                env={**os.environ, **self.env},
+                argv,
+                env=env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: Ctrl-C goes to the supervisor only
-                preexec_fn=_death_signal_preexec(self.death_signal),  # noqa: PLW1509
+                preexec_fn=preexec,  # noqa: PLW1509 (only to run as another user, see _launch)
                 user=uid,
                 group=gid,
                 extra_groups=groups,
@@ -149,6 +154,36 @@ class ManagedProcess:
             ) from exc
         logger.info("started %s (pid %s): %s", self.name, self.pid, self._command())
         return self
+
+    def _launch(
+        self, env: Mapping[str, str], uid: int | None
+    ) -> tuple[list[str], Callable[[], None] | None]:
+        """The argv to start, and the preexec_fn if one is needed, for a child that gets
+        the parent-death signal on Linux: through `_pdeathsig_exec.py`, which asks for it
+        and then execs the command (no Python runs in the forked child). A child run as
+        another user (PostgreSQL as postgres) may not be able to read our interpreter, so
+        it gets a preexec_fn instead: safe only while this process has no other threads,
+        which holds where that happens (the embedded PostgreSQL, started first)."""
+        if not sys.platform.startswith("linux"):
+            return list(self.argv), None
+        if uid is not None:
+            return list(self.argv), _death_signal_preexec(self.death_signal)
+        command = self.argv[0]
+        if os.sep not in command:
+            found = shutil.which(command, path=env.get("PATH", os.defpath))
+            if found is None:
+                raise FileNotFoundError(errno.ENOENT, "no such executable on PATH", command)
+        elif not os.access(command, os.X_OK):
+            raise FileNotFoundError(errno.ENOENT, "no such executable", command)
+        return [
+            sys.executable,
+            "-I",
+            "-S",
+            str(_PDEATHSIG_EXEC),
+            str(int(self.death_signal)),
+            str(os.getpid()),
+            *self.argv,
+        ], None
 
     def log_tail(self, lines: int = 40) -> str:
         """The last `lines` lines the child wrote (empty when nothing was captured)."""
