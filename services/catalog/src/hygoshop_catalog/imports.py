@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from hygoshop.catalog.v1 import catalog_pb2
 from hygoshop.events.v1 import catalog_pb2 as events_pb2
@@ -36,7 +38,13 @@ from hygoshop_catalog.domain.import_rows import (
 from hygoshop_catalog.domain.uploads import POLICIES, UploadPurpose, media_type
 from hygoshop_catalog.domain.validation import validate_content
 from hygoshop_catalog.upload_expiry import hold_upload
-from hygoshop_platform.blobs import BlobKey, BlobNotFound, BlobStore, BlobTooLarge
+from hygoshop_platform.blobs import (
+    BlobKey,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreUnavailable,
+    BlobTooLarge,
+)
 from hygoshop_platform.bus import Delivery, PermanentFailure, add_to_outbox
 from hygoshop_platform.db import Connection, Pool, tenant_transaction
 from hygoshop_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
@@ -86,6 +94,18 @@ class ImportRecord:
     start_time: datetime | None
     end_time: datetime | None
     update_time: datetime
+
+
+class _NotYet(RuntimeError):
+    """The job cannot run in this deployment yet (no object storage): retried."""
+
+
+_TRANSIENT = (psycopg.OperationalError, PoolTimeout, BlobStoreUnavailable, OSError, _NotYet)
+"""What a later attempt of the job may get past; anything else ends the import."""
+UNEXPECTED_FAILURE = (
+    "the import stopped on an internal error; rows committed before it stay. Start a new"
+    " import (another request_id) to try again"
+)
 
 
 class _ImportFailed(Exception):
@@ -260,6 +280,14 @@ class ListingImports:
         except _ImportFailed as failed:
             await self._fail(tenant_id, import_id, str(failed), failed.errors, failed.received)
             return
+        except _TRANSIENT:
+            raise  # the job is retried (with backoff) and resumes from committed progress
+        except Exception:
+            # A bug or corrupt data: retrying would fail the same way, the import would stay
+            # RUNNING for ever. End it, keeping what it committed and its counts.
+            log.exception("import %s of tenant %s failed unexpectedly", import_id, tenant_id)
+            await self._set_failed_unexpectedly(tenant_id, import_id)
+            return
         await self._set(tenant_id, import_id, "state = 'succeeded', end_time = now()")
 
     async def _rows(
@@ -278,7 +306,7 @@ class ListingImports:
                 _parse_proto_row(i, listing) for i, listing in enumerate(inline.listings, start=1)
             )
         if self._blobs is None:
-            raise RuntimeError("object storage is not configured")  # retried until it is
+            raise _NotYet("object storage is not configured")  # retried until it is
         assert record.upload_key is not None
         try:
             data = await self._blobs.get(
@@ -391,6 +419,14 @@ class ListingImports:
             await conn.execute(
                 f"UPDATE catalog.listing_imports SET {assignments}, update_time = now() WHERE import_id = %s",
                 (import_id,),
+            )
+
+    async def _set_failed_unexpectedly(self, tenant_id: uuid.UUID, import_id: uuid.UUID) -> None:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            await conn.execute(
+                "UPDATE catalog.listing_imports SET state = 'failed', end_time = now(),"
+                " update_time = now(), failure_message = %s WHERE import_id = %s",
+                (UNEXPECTED_FAILURE, import_id),
             )
 
     async def _fail(
