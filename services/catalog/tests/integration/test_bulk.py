@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 
 from hygoshop_catalog.bulk import upsert_listings
-from hygoshop_catalog.config import SCHEMA
 from hygoshop_catalog.domain.listing import ListingContent, Money, Variant
 from hygoshop_catalog.store import CatalogStore, ListFilter
-from hygoshop_platform.db import Pool, open_pool, tenant_transaction
-from tests.support import PlatformDatabase
+from hygoshop_platform.db import Pool, tenant_transaction
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pool(platform_db: PlatformDatabase) -> AsyncIterator[Pool]:
-    pool = await open_pool(platform_db.app_url(SCHEMA), size=2)
-    yield pool
-    await pool.close()
 
 
 def listing(title: str, *skus: str, price: str = "10") -> ListingContent:

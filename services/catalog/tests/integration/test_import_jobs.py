@@ -4,26 +4,16 @@ being retried for ever (and staying RUNNING); a retry-worthy state is left to th
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from hygoshop.catalog.v1 import catalog_pb2
 from hygoshop_catalog import events
-from hygoshop_catalog.config import SCHEMA
 from hygoshop_catalog.imports import UNEXPECTED_FAILURE, ListingImports
 from hygoshop_platform.bus import Delivery
-from hygoshop_platform.db import Pool, open_pool, tenant_transaction
-from tests.support import PlatformDatabase
+from hygoshop_platform.db import Pool, tenant_transaction
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pool(platform_db: PlatformDatabase) -> AsyncIterator[Pool]:
-    pool = await open_pool(platform_db.app_url(SCHEMA), size=2)
-    yield pool
-    await pool.close()
 
 
 def job(tenant: uuid.UUID, import_id: uuid.UUID) -> Delivery:

@@ -13,29 +13,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hygoshop.catalog.v1 import catalog_pb2
-from hygoshop_catalog.config import SCHEMA
 from hygoshop_catalog.domain.uploads import UploadPurpose
 from hygoshop_catalog.imports import ListingImports
 from hygoshop_catalog.media import Media
 from hygoshop_catalog.store import CatalogStore
 from hygoshop_catalog.upload_expiry import UploadSweeper, hold_upload, sweep_expired_uploads
 from hygoshop_platform.blobs import BlobKey, BlobSettings, BlobStore, BlobStoreUnavailable
-from hygoshop_platform.db import Pool, open_pool, tenant_transaction
+from hygoshop_platform.db import Pool, tenant_transaction
 from hygoshop_platform.infra import free_port
 from hygoshop_platform.testing.s3 import MakeBucket
-from tests.support import PlatformDatabase
 
 pytestmark = pytest.mark.integration
 
 CSV = b"sku,title,price,currency\nS-1,Shirt,10,USD\n"
 GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00;"
-
-
-@pytest.fixture
-async def pool(platform_db: PlatformDatabase) -> AsyncIterator[Pool]:
-    pool = await open_pool(platform_db.app_url(SCHEMA), size=4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture(scope="module")
